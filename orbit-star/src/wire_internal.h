@@ -1,0 +1,58 @@
+/*
+ * wire_internal.h - big-endian helpers shared by the wire_*.c files.
+ * Private to orbit-star.
+ */
+#ifndef ORBIT_WIRE_INTERNAL_H
+#define ORBIT_WIRE_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The O_NOFOLLOW component walk behind wire_path_open_beneath(), exposed so
+ * tests can run it on kernels that have openat2. rel must be checked. */
+int wire_path_open_walk(int rootfd, const char *rel, int flags, mode_t mode,
+                        int *out_fd);
+
+static inline void
+wire_be16_put(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static inline void
+wire_be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline void
+wire_be64_put(uint8_t *p, uint64_t v)
+{
+    wire_be32_put(p, (uint32_t)(v >> 32));
+    wire_be32_put(p + 4, (uint32_t)v);
+}
+
+static inline uint16_t
+wire_be16_get(const uint8_t *p)
+{
+    return (uint16_t)((unsigned)p[0] << 8 | p[1]);
+}
+
+static inline uint32_t
+wire_be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+static inline uint64_t
+wire_be64_get(const uint8_t *p)
+{
+    return (uint64_t)wire_be32_get(p) << 32 | wire_be32_get(p + 4);
+}
+
+#endif
