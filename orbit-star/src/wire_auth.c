@@ -14,6 +14,7 @@
 
 #include "orbit/error.h"
 #include "orbit/wire_auth.h"
+#include "wire_internal.h"
 
 int
 wire_auth_challenge(uint8_t out[WIRE_CHALLENGE_LEN])
@@ -24,19 +25,27 @@ wire_auth_challenge(uint8_t out[WIRE_CHALLENGE_LEN])
 }
 
 int
+wire_auth_hmac(const uint8_t *key, size_t key_len, const uint8_t *data,
+               size_t data_len, uint8_t out[WIRE_MAC_LEN])
+{
+    unsigned int mac_len = 0;
+    if (key_len > WIRE_TOKEN_MAX)
+        return ORBIT_EINVAL;
+    if (!HMAC(EVP_sha256(), key, (int)key_len, data, data_len, out, &mac_len) ||
+        mac_len != WIRE_MAC_LEN)
+        return ORBIT_ECRYPTO;
+    return 0;
+}
+
+int
 wire_auth_respond(const uint8_t *token, size_t token_len,
                   const uint8_t challenge[WIRE_CHALLENGE_LEN],
                   uint8_t out_mac[WIRE_MAC_LEN])
 {
-    if (!token || token_len == 0 || token_len > WIRE_TOKEN_MAX || !challenge ||
-        !out_mac)
+    if (!token || token_len == 0 || !challenge || !out_mac)
         return ORBIT_EINVAL;
-    unsigned int mac_len = 0;
-    if (!HMAC(EVP_sha256(), token, (int)token_len, challenge,
-              WIRE_CHALLENGE_LEN, out_mac, &mac_len) ||
-        mac_len != WIRE_MAC_LEN)
-        return ORBIT_ECRYPTO;
-    return 0;
+    return wire_auth_hmac(token, token_len, challenge, WIRE_CHALLENGE_LEN,
+                          out_mac);
 }
 
 int

@@ -470,7 +470,7 @@ enc_commit(struct wbuf *w, const struct wire_msg *m)
     int rc = commit_check(c);
     if (rc < 0)
         return rc == ORBIT_EPROTO ? ORBIT_EINVAL : rc;
-    if (c->n > 0 && !c->chunks)
+    if (c->n > 0 && !c->chunks && !c->chunks_raw)
         return ORBIT_EINVAL;
     TRY(w_path(w, c->path, c->path_len, false));
     w_u8(w, c->ftype);
@@ -484,10 +484,12 @@ enc_commit(struct wbuf *w, const struct wire_msg *m)
     w_u64(w, c->chunk_total);
     w_u32(w, c->n);
     for (uint32_t i = 0; i < c->n; i++) {
-        if (c->chunks[i].raw_len == 0 || c->chunks[i].raw_len > WIRE_MAX_CHUNK)
+        struct wire_chunk_ref ref;
+        wire_commit_chunk(c, i, &ref);
+        if (ref.raw_len == 0 || ref.raw_len > WIRE_MAX_CHUNK)
             return ORBIT_EINVAL;
-        w_bytes(w, c->chunks[i].id, WIRE_ID_LEN);
-        w_u32(w, c->chunks[i].raw_len);
+        w_bytes(w, ref.id, WIRE_ID_LEN);
+        w_u32(w, ref.raw_len);
     }
     return 0;
 }
@@ -595,12 +597,17 @@ enc_list_reply(struct wbuf *w, const struct wire_msg *m)
     const struct wire_list_reply *l = &m->u.list_reply;
     if (l->n > WIRE_MAX_LIST)
         return ORBIT_ETOOBIG;
-    if (l->n > 0 && !l->entries)
+    if (l->n > 0 && !l->entries && !l->entries_raw)
         return ORBIT_EINVAL;
     TRY(w_str(w, l->next_cursor, l->next_cursor_len, WIRE_MAX_STR));
     w_u32(w, l->n);
-    for (uint32_t i = 0; i < l->n; i++)
-        TRY(enc_list_entry(w, &l->entries[i]));
+    size_t pos = 0;
+    for (uint32_t i = 0; i < l->n; i++) {
+        struct wire_list_entry e;
+        if (wire_list_next(l, &pos, &e) < 0)
+            return ORBIT_EINVAL;
+        TRY(enc_list_entry(w, &e));
+    }
     return 0;
 }
 

@@ -8,6 +8,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* HMAC-SHA256 of any data (wire_auth_respond() fixes the data length),
+ * exposed for known-answer tests. out holds 32 bytes. */
+int wire_auth_hmac(const uint8_t *key, size_t key_len, const uint8_t *data,
+                   size_t data_len, uint8_t out[32]);
+
 /* The O_NOFOLLOW component walk behind wire_path_open_beneath(), exposed so
  * tests can run it on kernels that have openat2. rel must be checked. */
 int wire_path_open_walk(int rootfd, const char *rel, int flags, mode_t mode,
