@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,39 +121,78 @@ take_component(const char *p, char comp[WIRE_PATH_MAX_COMPONENT + 1])
     return slash;
 }
 
+/* Open the directory comp below cur without following a symlink; a symlink
+ * there is a refused path, not a "not a directory". */
+static int
+open_dir_step(int cur, const char *comp, int *out_fd)
+{
+    int fd = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        struct stat st;
+        if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(st.st_mode))
+            return ORBIT_EPATH;
+        return errno_to_orbit(e);
+    }
+    *out_fd = fd;
+    return 0;
+}
+
+static int
+mkdir_step(int cur, const char *comp, int *out_fd)
+{
+    if (mkdirat(cur, comp, 0755) != 0 && errno != EEXIST)
+        return errno_to_orbit(errno);
+    return open_dir_step(cur, comp, out_fd);
+}
+
 /*
- * Walk rel one component at a time with O_NOFOLLOW, so no symlink is ever
- * followed: the fallback where openat2 is missing. Stricter than openat2
- * (which follows links that stay inside the root), never looser.
+ * Walk every component of rel but the last with O_NOFOLLOW (creating them
+ * first if create), so no symlink is ever followed. On success *out_dir is
+ * the parent directory (rootfd itself or an fd the caller closes) and comp
+ * holds the last component.
  */
+static int
+walk_parents(int rootfd, const char *rel, bool create, int *out_dir,
+             char comp[WIRE_PATH_MAX_COMPONENT + 1])
+{
+    int cur = rootfd;
+    const char *p = rel;
+    const char *slash;
+    while ((slash = take_component(p, comp)) != NULL) {
+        int next = -1;
+        int rc = create ? mkdir_step(cur, comp, &next)
+                        : open_dir_step(cur, comp, &next);
+        if (cur != rootfd)
+            close(cur);
+        if (rc < 0)
+            return rc;
+        cur = next;
+        p = slash + 1;
+    }
+    *out_dir = cur;
+    return 0;
+}
+
+/* The fallback where openat2 is missing: stricter than openat2 (which
+ * follows links that stay inside the root), never looser. */
 int
 wire_path_open_walk(int rootfd, const char *rel, int flags, mode_t mode,
                     int *out_fd)
 {
     char comp[WIRE_PATH_MAX_COMPONENT + 1];
-    int cur = rootfd;
-    int rc = 0;
-    const char *p = rel;
-    for (;;) {
-        const char *slash = take_component(p, comp);
-        int fd = slash
-                     ? openat(cur, comp,
-                              O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                     : openat(cur, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
-        int e = errno;
-        if (cur != rootfd)
-            close(cur);
-        if (fd < 0) {
-            rc = errno_to_orbit(e);
-            break;
-        }
-        if (!slash) {
-            *out_fd = fd;
-            break;
-        }
-        cur = fd;
-        p = slash + 1;
-    }
+    int dir = -1;
+    int rc = walk_parents(rootfd, rel, false, &dir, comp);
+    if (rc < 0)
+        return rc;
+    int fd = openat(dir, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0)
+        rc = errno_to_orbit(errno);
+    else
+        *out_fd = fd;
+    if (dir != rootfd)
+        close(dir);
     return rc;
 }
 
@@ -181,24 +221,6 @@ wire_path_open_beneath(int rootfd, const char *rel, int flags, mode_t mode,
     return wire_path_open_walk(rootfd, rel, flags, mode, out_fd);
 }
 
-static int
-mkdir_step(int cur, const char *comp, int *out_fd)
-{
-    if (mkdirat(cur, comp, 0755) != 0 && errno != EEXIST)
-        return errno_to_orbit(errno);
-    int fd = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        struct stat st;
-        if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISLNK(st.st_mode))
-            return ORBIT_EPATH;
-        return errno_to_orbit(e);
-    }
-    *out_fd = fd;
-    return 0;
-}
-
 int
 wire_path_mkdirs_beneath(int rootfd, const char *rel_dir)
 {
@@ -210,20 +232,14 @@ wire_path_mkdirs_beneath(int rootfd, const char *rel_dir)
     if (rc < 0)
         return rc;
     char comp[WIRE_PATH_MAX_COMPONENT + 1];
-    int cur = rootfd;
-    const char *p = rel_dir;
-    for (;;) {
-        const char *slash = take_component(p, comp);
-        int next = -1;
-        rc = mkdir_step(cur, comp, &next);
-        if (cur != rootfd)
-            close(cur);
-        if (rc < 0 || !slash) {
-            if (next >= 0)
-                close(next);
-            return rc;
-        }
-        cur = next;
-        p = slash + 1;
-    }
+    int dir = -1, last = -1;
+    rc = walk_parents(rootfd, rel_dir, true, &dir, comp);
+    if (rc < 0)
+        return rc;
+    rc = mkdir_step(dir, comp, &last);
+    if (last >= 0)
+        close(last);
+    if (dir != rootfd)
+        close(dir);
+    return rc;
 }
