@@ -1,0 +1,61 @@
+/*
+ * orbit_cli.h - internals of the `orbit` executable: parsed options, exit
+ * codes, and the subcommand entry points. Not a library interface.
+ */
+#ifndef ORBIT_CLI_H
+#define ORBIT_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes, documented in `orbit --help` and docs/cli.md. */
+enum orbit_exit {
+    ORBIT_EXIT_OK = 0,      /* everything done */
+    ORBIT_EXIT_FATAL = 1,   /* the job could not run or was aborted */
+    ORBIT_EXIT_USAGE = 2,   /* bad command line */
+    ORBIT_EXIT_PARTIAL = 3, /* done, but some items are dead letters */
+};
+
+#define CLI_MAX_PATTERNS 64
+#define CLI_MAX_SOURCES 64
+
+struct cli_opts {
+    const char *command;
+    const char *sources[CLI_MAX_SOURCES];
+    size_t nsources;
+    const char *dest;
+    const char *includes[CLI_MAX_PATTERNS];
+    size_t nincludes;
+    const char *excludes[CLI_MAX_PATTERNS];
+    size_t nexcludes;
+    bool sync_mode;
+    bool delete_extraneous;
+    bool checksum;
+    bool dry_run;
+    bool json;
+    bool quiet;
+    int verbose;
+    int compress_level; /* -1 auto, 0 none, >0 zstd level */
+    uint64_t bwlimit;   /* bytes per second, 0 = unlimited */
+    unsigned jobs;
+    unsigned retries;
+    uint32_t chunk_avg;
+    const char *token_file;
+    const char *state_dir;
+    const char *job_id;
+    const char *prioritize;
+    const char *api;
+};
+
+int cli_parse_size(const char *s, uint64_t *out);
+int cli_parse_args(int argc, char **argv, struct cli_opts *o);
+void cli_usage(const char *command, int to_stderr);
+
+int cli_cmd_transfer(const struct cli_opts *o);
+int cli_cmd_dlq(const struct cli_opts *o, const char *action);
+int cli_cmd_status(const struct cli_opts *o);
+int cli_cmd_verify(const struct cli_opts *o);
+int cli_cmd_demo(const struct cli_opts *o, const char *self);
+
+#endif
