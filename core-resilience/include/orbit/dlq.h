@@ -14,7 +14,8 @@
  * non-NULL (absent optional fields are "").
  * Time: failure times are wall-clock milliseconds since the epoch; a zero
  * time in a pushed failure is stamped from the configured clock
- * (CLOCK_REALTIME by default).
+ * (CLOCK_REALTIME by default); a first failure time later than that stamp
+ * is clamped to it.
  * Errors: ORBIT_EINVAL (missing key or job id, unknown reason, positive
  * error code, first failure after last), ORBIT_ETOOBIG (key, job id or path
  * longer than DLQ_FIELD_MAX), ORBIT_ENOMEM. Error text longer than
