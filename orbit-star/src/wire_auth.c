@@ -109,3 +109,42 @@ wire_token_load(const char *path, uint8_t *buf, size_t cap, size_t *out_len)
     OPENSSL_cleanse(raw, sizeof raw);
     return rc;
 }
+
+int
+wire_auth_answer(const struct wire_msg *challenge, const uint8_t *token,
+                 size_t token_len, uint32_t request_id, struct wire_msg *out)
+{
+    if (challenge->type == WIRE_ERROR)
+        return challenge->u.error.code;
+    if (challenge->type != WIRE_AUTH_CHALLENGE)
+        return ORBIT_EPROTO;
+    if (challenge->u.challenge.version < WIRE_VERSION)
+        return ORBIT_EVERSION;
+    memset(out, 0, sizeof *out);
+    out->type = WIRE_AUTH_RESPONSE;
+    out->request_id = request_id;
+    return wire_auth_respond(token, token_len, challenge->u.challenge.challenge,
+                             out->u.response.mac);
+}
+
+static size_t
+name_len(const char *s)
+{
+    return s ? strnlen(s, WIRE_MAX_NAME + 1) : 0;
+}
+
+void
+wire_hello_init(struct wire_msg *m, uint32_t request_id, const char *name,
+                const char *job_id, const char *traceparent)
+{
+    memset(m, 0, sizeof *m);
+    m->type = WIRE_HELLO;
+    m->request_id = request_id;
+    m->u.hello.version = WIRE_VERSION;
+    m->u.hello.client_name = name ? name : "";
+    m->u.hello.client_name_len = name_len(name);
+    m->u.hello.job_id = job_id ? job_id : "";
+    m->u.hello.job_id_len = name_len(job_id);
+    m->u.hello.traceparent = traceparent ? traceparent : "";
+    m->u.hello.traceparent_len = name_len(traceparent);
+}

@@ -5,6 +5,7 @@
 #ifndef ORBIT_WIRE_INTERNAL_H
 #define ORBIT_WIRE_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -12,6 +13,19 @@
  * exposed for known-answer tests. out holds 32 bytes. */
 int wire_auth_hmac(const uint8_t *key, size_t key_len, const uint8_t *data,
                    size_t data_len, uint8_t out[32]);
+
+struct wire_msg;
+
+/* The AUTH_RESPONSE to a received AUTH_CHALLENGE; an ERROR received instead
+ * yields its code, anything else ORBIT_EPROTO. */
+int wire_auth_answer(const struct wire_msg *challenge, const uint8_t *token,
+                     size_t token_len, uint32_t request_id,
+                     struct wire_msg *out);
+
+/* A HELLO for this protocol version; NULL strings are empty. The strings
+ * must outlive m. */
+void wire_hello_init(struct wire_msg *m, uint32_t request_id, const char *name,
+                     const char *job_id, const char *traceparent);
 
 /* The O_NOFOLLOW component walk behind wire_path_open_beneath(), exposed so
  * tests can run it on kernels that have openat2. rel must be checked. */
