@@ -248,9 +248,11 @@ backpressure_registry_new(const struct backpressure_config *cfg,
     struct backpressure_registry *reg;
     int rc;
 
-    if (!out || max_guards == 0)
+    if (!out)
         return ORBIT_EINVAL;
     *out = NULL;
+    if (max_guards == 0)
+        return ORBIT_EINVAL;
     reg = calloc(1, sizeof *reg);
     if (!reg)
         return ORBIT_ENOMEM;

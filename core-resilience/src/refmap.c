@@ -32,9 +32,11 @@ refmap_new(size_t max_entries, struct refmap **out)
     struct refmap *rm;
     int rc;
 
-    if (!out || max_entries == 0)
+    if (!out)
         return ORBIT_EINVAL;
     *out = NULL;
+    if (max_entries == 0)
+        return ORBIT_EINVAL;
     rm = calloc(1, sizeof *rm);
     if (!rm)
         return ORBIT_ENOMEM;
