@@ -649,3 +649,24 @@ wire_client_goodbye(struct wire_client *c, wire_reply_cb cb, void *arg,
     struct wire_msg m = {.type = WIRE_GOODBYE};
     return wire_client_send(c, &m, cb, arg, out_id);
 }
+
+int
+wire_client_check(const struct wire_client *c)
+{
+    size_t used = 0;
+    for (size_t i = 0; i <= c->mask; i++) {
+        const struct slot *s = &c->slots[i];
+        if (!s->used)
+            continue;
+        used++;
+        if ((s->id & c->mask) != i || s->id == 0 || s->want == 0)
+            return ORBIT_ECORRUPT;
+    }
+    if (used != c->npending)
+        return ORBIT_ECORRUPT;
+    if (c->state == CS_CLOSED && (c->npending || evbuffer_get_length(c->held)))
+        return ORBIT_ECORRUPT;
+    if (c->state == CS_READY && evbuffer_get_length(c->held))
+        return ORBIT_ECORRUPT;
+    return 0;
+}

@@ -27,6 +27,12 @@ int wire_auth_answer(const struct wire_msg *challenge, const uint8_t *token,
 void wire_hello_init(struct wire_msg *m, uint32_t request_id, const char *name,
                      const char *job_id, const char *traceparent);
 
+struct wire_client;
+
+/* Invariants of a client (the request window matches its count, nothing is
+ * held once ready, nothing pending once closed): 0 or ORBIT_ECORRUPT. */
+int wire_client_check(const struct wire_client *c);
+
 /* The O_NOFOLLOW component walk behind wire_path_open_beneath(), exposed so
  * tests can run it on kernels that have openat2. rel must be checked. */
 int wire_path_open_walk(int rootfd, const char *rel, int flags, mode_t mode,

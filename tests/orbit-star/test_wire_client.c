@@ -21,6 +21,7 @@
 #include "orbit/wire_auth.h"
 #include "orbit/wire_client.h"
 #include "orbit/wire_sync.h"
+#include "wire_internal.h"
 
 #define TOKEN  "t0ken-for-tests"
 #define MAXREQ 256
@@ -252,6 +253,13 @@ on_drain(void *arg)
 }
 
 static void
+check(void)
+{
+    if (w.c)
+        cr_assert_eq(wire_client_check(w.c), 0, "client invariants");
+}
+
+static void
 record(void *arg, int status, const struct wire_msg *reply)
 {
     struct rec *r = arg;
@@ -310,8 +318,10 @@ config(void)
 static void
 run_until(const int *flag, int value)
 {
-    for (int i = 0; i < 2000 && *flag < value; i++)
+    for (int i = 0; i < 2000 && *flag < value; i++) {
         event_base_loop(w.base, EVLOOP_ONCE);
+        check();
+    }
     cr_assert_geq(*flag, value, "event loop did not get there");
 }
 
@@ -543,19 +553,40 @@ star_thread(void *arg)
     return NULL;
 }
 
+/* A fake star on its own thread, serving one end of a socketpair. */
+struct threaded {
+    struct fake f;
+    pthread_t t;
+    int client_fd;
+};
+
+static void
+threaded_start(struct threaded *th)
+{
+    int sv[2];
+    signal(SIGPIPE, SIG_IGN);
+    memset(th, 0, sizeof *th);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    th->f.base = event_base_new();
+    fake_start(&th->f, sv[1]);
+    th->client_fd = sv[0];
+    pthread_create(&th->t, NULL, star_thread, &th->f);
+}
+
+static void
+threaded_stop(struct threaded *th)
+{
+    pthread_join(th->t, NULL);
+    event_base_free(th->f.base);
+}
+
 Test(wire_sync, request_reply_and_errors)
 {
-    signal(SIGPIPE, SIG_IGN);
-    struct fake f = {0};
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    f.base = event_base_new();
-    fake_start(&f, sv[1]);
-    pthread_t t;
-    pthread_create(&t, NULL, star_thread, &f);
+    struct threaded th;
+    threaded_start(&th);
     struct wire_sync *s = NULL;
-    cr_assert_eq(wire_sync_from_fd(sv[0], (const uint8_t *)TOKEN, strlen(TOKEN),
-                                   "sync", 5000, &s),
+    cr_assert_eq(wire_sync_from_fd(th.client_fd, (const uint8_t *)TOKEN,
+                                   strlen(TOKEN), "sync", 5000, &s),
                  0);
     cr_assert_str_eq(wire_sync_hello(s)->star_name, "fake");
     struct wire_msg req = {.type = WIRE_HEALTH}, rep;
@@ -571,25 +602,17 @@ Test(wire_sync, request_reply_and_errors)
     cr_assert_eq(wire_sync_request(s, &req, &rep), 0);
     cr_assert_eq(wire_sync_request(s, &req, &rep), ORBIT_ECLOSED);
     wire_sync_free(s);
-    pthread_join(t, NULL);
-    event_base_free(f.base);
+    threaded_stop(&th);
 }
 
 Test(wire_sync, wrong_token_is_eauth)
 {
-    signal(SIGPIPE, SIG_IGN);
-    struct fake f = {0};
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    f.base = event_base_new();
-    fake_start(&f, sv[1]);
-    pthread_t t;
-    pthread_create(&t, NULL, star_thread, &f);
+    struct threaded th;
+    threaded_start(&th);
     struct wire_sync *s = NULL;
-    cr_assert_eq(
-        wire_sync_from_fd(sv[0], (const uint8_t *)"nope", 4, "sync", 5000, &s),
-        ORBIT_EAUTH);
+    cr_assert_eq(wire_sync_from_fd(th.client_fd, (const uint8_t *)"nope", 4,
+                                   "sync", 5000, &s),
+                 ORBIT_EAUTH);
     cr_assert_null(s);
-    pthread_join(t, NULL);
-    event_base_free(f.base);
+    threaded_stop(&th);
 }

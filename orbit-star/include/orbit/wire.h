@@ -22,10 +22,14 @@
  * interior NUL. For encoding, the message's pointers belong to the caller and
  * are only read during the call.
  *
+ * Paths (COMMIT, DELETE, LIST, PUT hints, LIST_REPLY entries) are checked
+ * with wire_path_check() by both the encoder and the decoder.
+ *
  * Errors: ORBIT_ETRUNC (need more bytes), ORBIT_EVERSION (frame version),
  * ORBIT_ETOOBIG (a length or count above its hard maximum), ORBIT_EPROTO
- * (unknown type, malformed payload, trailing bytes), ORBIT_EINVAL (bad
- * argument to an encoder), ORBIT_EFULL (output buffer too small).
+ * (unknown type, malformed payload, trailing bytes), ORBIT_EPATH (a path
+ * field refused), ORBIT_EINVAL (bad argument to an encoder), ORBIT_EFULL
+ * (output buffer too small).
  *
  * Thread-safety: all functions are pure; any number of threads may use them.
  */
@@ -208,8 +212,9 @@ struct wire_chunk_ref {
  * chunks spans several COMMIT frames with identical metadata: chunk_first is
  * the index of this frame's first chunk, chunk_total the length of the whole
  * list; the frame that reaches chunk_total commits the file, earlier ones are
- * answered COMMIT_OK with complete = false. Encoding reads `chunks`; decoding
- * sets `chunks_raw` (n records of 36 bytes), read with wire_commit_chunk().
+ * answered COMMIT_OK with complete = false. Encoding reads `chunks`, or
+ * `chunks_raw` when `chunks` is NULL; decoding sets `chunks_raw` (n records
+ * of 36 bytes) and `chunks` = NULL; read either with wire_commit_chunk().
  */
 struct wire_commit {
     const char *path;
@@ -256,7 +261,8 @@ struct wire_list_entry {
 
 /*
  * LIST_REPLY: next_cursor "" means the listing is complete. Encoding reads
- * `entries`; decoding sets `entries_raw`, walked with wire_list_next().
+ * `entries`, or `entries_raw` when `entries` is NULL; decoding sets
+ * `entries_raw` and `entries` = NULL; walk either with wire_list_next().
  */
 struct wire_list_reply {
     const char *next_cursor;
@@ -341,12 +347,16 @@ int wire_frame_peek(const uint8_t *buf, size_t len, struct wire_hdr *out);
  * Peek and, if the whole frame is in buf, decode it: *out_frame_len is the
  * number of bytes the frame occupies (to drain). Returns ORBIT_ETRUNC until
  * the frame is complete, otherwise as wire_frame_peek() and wire_decode().
+ * A complete frame with a bad payload still sets *out_frame_len and
+ * out->type / out->request_id, so the receiver can drain it and answer
+ * ERROR to that request.
  */
 int wire_frame_decode(const uint8_t *buf, size_t len, struct wire_msg *out,
                       size_t *out_frame_len);
 
 /* Decode the payload (hdr->payload_len bytes) of a frame whose header was
- * accepted by wire_frame_peek(). */
+ * accepted by wire_frame_peek(). out->type, flags and request_id are set
+ * from hdr even when the payload is refused. */
 int wire_decode(const struct wire_hdr *hdr, const uint8_t *payload,
                 struct wire_msg *out);
 
