@@ -35,7 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[160];
     /* A heap copy of exactly size bytes, so reading past it is caught. */
-    char *p = malloc(size ? size : 1);
+    char *p = calloc(1, size ? size : 1);
     if (!p)
         return 0;
     if (size)

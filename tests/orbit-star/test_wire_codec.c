@@ -473,3 +473,34 @@ Test(wire_codec, reply_types_and_names)
     cr_assert(m.u.error.retryable);
     cr_assert_eq(m.u.error.item, 3);
 }
+
+/* A LIST_REPLY of 4,096 long paths fills a payload to the exact maximum. */
+Test(wire_codec, payload_of_exactly_the_maximum)
+{
+    static char path[WIRE_MAX_PATH + 1];
+    for (size_t i = 0; i < WIRE_MAX_PATH; i++)
+        path[i] = (i % 101 == 100) ? '/' : 'a';
+    struct wire_list_entry *e = calloc(WIRE_MAX_LIST, sizeof *e);
+    /* cursor "" + count = 7 bytes; an entry without digest = len + 29. */
+    size_t left = WIRE_MAX_PAYLOAD - 7;
+    for (size_t i = 0; i < WIRE_MAX_LIST; i++) {
+        size_t len = (i + 1 < WIRE_MAX_LIST) ? 4068 : left - 29;
+        e[i] = (struct wire_list_entry){path, len, WIRE_FT_REGULAR};
+        left -= len + 29;
+    }
+    cr_assert_eq(left, 0);
+    struct wire_msg m = {.type = WIRE_LIST_REPLY};
+    m.u.list_reply = (struct wire_list_reply){"", 0, WIRE_MAX_LIST, e};
+    size_t len = 0, used = 0;
+    uint8_t *buf = encode(&m, &len);
+    cr_assert_eq(len, WIRE_HDR_LEN + WIRE_MAX_PAYLOAD);
+    struct wire_msg d;
+    cr_assert_eq(wire_frame_decode(buf, len, &d, &used), 0);
+    cr_assert_eq(d.u.list_reply.n, WIRE_MAX_LIST);
+    /* One byte more (a one-byte cursor) is over the limit. */
+    m.u.list_reply.next_cursor = "c";
+    m.u.list_reply.next_cursor_len = 1;
+    cr_assert_eq(wire_encoded_len(&m, &len), ORBIT_ETOOBIG);
+    free(buf);
+    free(e);
+}
