@@ -496,6 +496,10 @@ start_connect(struct wire_client *c)
         return ORBIT_ENOMEM;
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, c->cfg.low_water, 0);
+    /* Read no further ahead than one maximal frame: bounded memory, and
+     * a frame can always complete. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0,
+                             WIRE_HDR_LEN + (size_t)WIRE_MAX_PAYLOAD);
     if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0)
         return ORBIT_EIO;
     if (fd >= 0) {

@@ -37,6 +37,8 @@ struct fake {
     int hold;        /* > 0: keep replies until this many, then reverse */
     int close_after; /* > 0: close, unanswered, after this many requests */
     uint8_t ignore;  /* a request type never answered */
+    bool bulletins;  /* a BULLETIN before every reply */
+    bool bad_have;   /* HAVE_REPLY with the wrong count */
     bool closing;
     int nreq;
     uint32_t ids[MAXREQ];
@@ -69,9 +71,16 @@ fake_reply(struct fake *f, int i)
         [0 ... WIRE_MAX_HAVE / 8] = 0xff};
     struct wire_msg m = {.type = wire_reply_type(f->types[i]),
                          .request_id = f->ids[i]};
+    if (f->bulletins) {
+        struct wire_msg b = {.type = WIRE_BULLETIN};
+        b.u.bulletin = (struct wire_bulletin){
+            WIRE_SEV_WARNING, WIRE_ADV_DISK_WARNING, "disk", 4, "86%", 3};
+        fake_send(f, &b);
+    }
     switch (f->types[i]) {
     case WIRE_HAVE:
-        m.u.have_reply = (struct wire_have_reply){f->have_n[i], all};
+        m.u.have_reply =
+            (struct wire_have_reply){f->have_n[i] + (f->bad_have ? 1 : 0), all};
         break;
     case WIRE_LIST:
         m.u.list_reply.next_cursor = "";
@@ -220,6 +229,7 @@ struct world {
     int ready_calls, ready_status;
     int closed_calls, closed_status;
     int drains;
+    int bulletins;
     int completed; /* callbacks seen before on_closed */
     int completed_at_close;
     struct rec recs[MAXREQ];
@@ -244,6 +254,15 @@ on_closed(void *arg, int status)
     ww->closed_calls++;
     ww->closed_status = status;
     ww->completed_at_close = ww->completed;
+}
+
+static void
+on_bulletin(void *arg, const struct wire_bulletin *b)
+{
+    struct world *ww = arg;
+    ww->bulletins++;
+    cr_assert_str_eq(b->category, "disk");
+    cr_assert_eq(b->advisories, WIRE_ADV_DISK_WARNING);
 }
 
 static void
@@ -311,6 +330,7 @@ config(void)
         .on_ready = on_ready,
         .on_closed = on_closed,
         .on_drain = on_drain,
+        .on_bulletin = on_bulletin,
         .arg = &w,
     };
 }
@@ -458,6 +478,29 @@ Test(wire_client, backpressure_bound_and_drain, .init = setup, .fini = teardown)
     run_until(&w.completed, 4);
     for (int i = 0; i < 4; i++)
         cr_assert_eq(w.recs[i].type, WIRE_PUT_OK);
+}
+
+Test(wire_client, large_chunks_bulletins_and_bad_replies, .init = setup,
+     .fini = teardown)
+{
+    static uint8_t data[WIRE_MAX_CHUNK];
+    struct wire_client_config cfg = config();
+    w.star.bulletins = true;
+    w.star.bad_have = true;
+    cr_assert_eq(wire_client_new(w.base, &cfg, &w.c), 0);
+    struct wire_put put = {.codec = WIRE_CODEC_RAW,
+                           .raw_len = sizeof data,
+                           .data = data,
+                           .data_len = sizeof data};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(wire_client_put(w.c, &put, record, &w.recs[i], NULL), 0);
+    cr_assert_eq(wire_client_have(w.c, ids, 8, record, &w.recs[4], NULL), 0);
+    run_until(&w.completed, 5);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(w.recs[i].type, WIRE_PUT_OK);
+    cr_assert_eq(w.recs[4].status, ORBIT_EPROTO, "reply count mismatch");
+    cr_assert_eq(w.bulletins, 5);
+    cr_assert(wire_client_ready(w.c));
 }
 
 static void

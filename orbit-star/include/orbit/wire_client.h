@@ -33,6 +33,8 @@
  * buffer or request window full), ORBIT_ECLOSED (session over), ORBIT_ECONNECT,
  * and the encoder's ORBIT_ETOOBIG / ORBIT_EPATH.
  * Thread-safety: none; use a client only from its event_base's thread.
+ * Signals: libevent writes with writev(), so a process using clients should
+ * ignore SIGPIPE (a closed peer then shows as ORBIT_ECLOSED).
  */
 #ifndef ORBIT_WIRE_CLIENT_H
 #define ORBIT_WIRE_CLIENT_H
