@@ -42,9 +42,11 @@ res_map_new(size_t max_entries, struct res_map **out)
 {
     struct res_map *m = NULL;
 
-    if (!out || max_entries == 0)
+    if (!out)
         return ORBIT_EINVAL;
     *out = NULL;
+    if (max_entries == 0)
+        return ORBIT_EINVAL;
     m = calloc(1, sizeof *m);
     if (!m)
         return ORBIT_ENOMEM;
