@@ -891,6 +891,15 @@ wire_commit_chunk(const struct wire_commit *c, uint32_t i,
 }
 
 int
+wire_list_entry_size(const struct wire_list_entry *e, size_t *out_len)
+{
+    struct wbuf w = {NULL, 0, 0};
+    TRY(enc_list_entry(&w, e));
+    *out_len = w.len;
+    return 0;
+}
+
+int
 wire_list_next(const struct wire_list_reply *r, size_t *pos,
                struct wire_list_entry *out)
 {

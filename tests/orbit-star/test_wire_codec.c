@@ -489,6 +489,9 @@ Test(wire_codec, payload_of_exactly_the_maximum)
         left -= len + 29;
     }
     cr_assert_eq(left, 0);
+    size_t esize = 0;
+    cr_assert_eq(wire_list_entry_size(&e[0], &esize), 0);
+    cr_assert_eq(esize, 4068 + 29);
     struct wire_msg m = {.type = WIRE_LIST_REPLY};
     m.u.list_reply = (struct wire_list_reply){"", 0, WIRE_MAX_LIST, e};
     size_t len = 0, used = 0;

@@ -385,6 +385,13 @@ void wire_commit_chunk(const struct wire_commit *c, uint32_t i,
 int wire_list_next(const struct wire_list_reply *r, size_t *pos,
                    struct wire_list_entry *out);
 
+/*
+ * Encoded size of one LIST_REPLY entry, so a star can fill a page up to
+ * WIRE_MAX_PAYLOAD: a LIST_REPLY payload is 7 + next_cursor_len bytes plus
+ * the sum of its entries' sizes. Errors as wire_encode().
+ */
+int wire_list_entry_size(const struct wire_list_entry *e, size_t *out_len);
+
 /* HAVE_REPLY bitmap helpers: the bitmap holds (n + 7) / 8 bytes. */
 bool wire_bitmap_get(const uint8_t *bitmap, uint32_t i);
 void wire_bitmap_set(uint8_t *bitmap, uint32_t i);
