@@ -4,6 +4,8 @@
  */
 #include "metrics_internal.h"
 
+#include "audit_check.h"
+
 #include "orbit/error.h"
 
 #include <math.h>
@@ -554,4 +556,58 @@ metrics_histogram_quantile(const struct metrics_histogram *h, double q,
     const double in_bucket = (double)cum[b] - before;
     *out = lower + (h->bounds[b] - lower) * ((rank - before) / in_bucket);
     return 0;
+}
+
+/* ---- invariants ---- */
+
+static bool
+series_sound(const struct metrics_family *f, const struct metrics_series *s)
+{
+    for (size_t i = 0; i < f->n_labels; i++)
+        if (!s->values[i])
+            return false;
+    if (f->kind == METRICS_HISTOGRAM)
+        return s->hist && s->hist->bounds == f->bounds &&
+               s->hist->n_bounds == f->n_bounds;
+    return !s->hist && s->gauge.is_int == (f->kind == METRICS_GAUGE_I64);
+}
+
+static bool
+family_sound(const struct metrics_registry *reg, const struct metrics_family *f)
+{
+    bool ok = metrics_name_valid(f->name) && f->help &&
+              f->n_labels <= METRICS_MAX_LABELS &&
+              f->n_series <= reg->max_series && family_find(reg, f->name) == f;
+    for (size_t i = 0; ok && i < f->n_labels; i++)
+        ok = metrics_label_name_valid(f->label_names[i]);
+    if (ok && f->kind == METRICS_HISTOGRAM)
+        ok = f->n_bounds > 0 && check_bounds(f->bounds, f->n_bounds) == 0;
+    size_t n = 0;
+    struct metrics_series *const *tail = &f->series;
+    for (struct metrics_series *s = f->series; ok && s; s = s->next) {
+        struct metrics_label l[METRICS_MAX_LABELS];
+        for (size_t i = 0; i < f->n_labels; i++)
+            l[i] = (struct metrics_label){f->label_names[i], s->values[i]};
+        ok = series_sound(f, s) && series_find(f, l) == s;
+        tail = &s->next;
+        n++;
+    }
+    return ok && n == f->n_series && f->series_tail == tail;
+}
+
+int
+metrics_registry_check(struct metrics_registry *reg)
+{
+    if (!reg)
+        return ORBIT_ECORRUPT;
+    pthread_mutex_lock(&reg->mu);
+    bool ok = reg->max_series > 0;
+    struct metrics_family **tail = &reg->families;
+    for (struct metrics_family *f = reg->families; ok && f; f = f->next) {
+        ok = family_sound(reg, f);
+        tail = &f->next;
+    }
+    ok = ok && reg->families_tail == tail;
+    pthread_mutex_unlock(&reg->mu);
+    return ok ? 0 : ORBIT_ECORRUPT;
 }

@@ -3,6 +3,8 @@
  */
 #include "orbit/provenance.h"
 
+#include "audit_check.h"
+
 #include "orbit/error.h"
 
 #include <stdio.h>
@@ -545,4 +547,42 @@ prov_event_context_at(const struct prov_event *ev, size_t i, const char **key,
     *key = ev->ctx[i].key;
     *value = ev->ctx[i].value;
     return 0;
+}
+
+/* ---- invariants ---- */
+
+static bool
+utf8_valid(const char *s, size_t max)
+{
+    const size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n;) {
+        const size_t len = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+int
+prov_event_check(const struct prov_event *ev)
+{
+    /* U+FFFD replacement may triple a string's length. */
+    bool ok = ev && (unsigned)ev->type < PROV_EVENT_TYPE_COUNT &&
+              ev->n_ctx <= PROV_MAX_CONTEXT &&
+              (!ev->has_bytes || ev->bytes <= INT64_MAX) &&
+              (!ev->has_duration || ev->duration_ms <= INT64_MAX);
+    for (size_t f = 0; ok && f < PROV_FIELD_COUNT; f++)
+        ok = !ev->fields[f] || utf8_valid(ev->fields[f], 3 * PROV_MAX_FIELD);
+    for (size_t i = 0; ok && i < ev->n_ctx; i++) {
+        ok = ev->ctx[i].key && ev->ctx[i].value &&
+             utf8_valid(ev->ctx[i].key, 3 * PROV_MAX_CONTEXT_KEY) &&
+             (!*ev->ctx[i].value ||
+              utf8_valid(ev->ctx[i].value, 3 * PROV_MAX_CONTEXT_VAL));
+        for (size_t j = 0; ok && j < i; j++)
+            ok = strcmp(ev->ctx[i].key, ev->ctx[j].key) != 0;
+    }
+    return ok ? 0 : ORBIT_ECORRUPT;
 }

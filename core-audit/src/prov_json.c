@@ -179,6 +179,8 @@ prov_event_from_json(const char *text, size_t len, struct prov_event **out)
     json_error_t err;
     json_t *obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
     int rc = json_is_object(obj) ? 0 : ORBIT_EFORMAT;
+    if (!obj && json_error_code(&err) == json_error_out_of_memory)
+        rc = ORBIT_ENOMEM;
     enum prov_event_type type = PROV_CHUNK_CREATED;
     int64_t ts = 0;
     if (rc == 0)

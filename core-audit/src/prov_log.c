@@ -31,22 +31,44 @@ errno_code(void)
     return orbit_err_from_errno(errno);
 }
 
+/*
+ * If the file's last byte is not a newline, a crash cut the last write
+ * short: end that line so the next event is not glued to it (the reader then
+ * reports the torn line as malformed instead of losing the new event).
+ */
+static int
+end_torn_line(int fd, off_t size)
+{
+    char last;
+    if (size == 0)
+        return 0;
+    if (pread(fd, &last, 1, size - 1) != 1)
+        return errno_code();
+    if (last == '\n')
+        return 0;
+    return write(fd, "\n", 1) == 1 ? 0 : errno_code();
+}
+
 static int
 log_open_file(struct prov_log *log)
 {
     const int fd =
-        open(log->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        open(log->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return errno_code();
     struct stat st;
-    if (fstat(fd, &st) < 0) {
-        const int rc = errno_code();
+    int rc = fstat(fd, &st) == 0 ? 0 : errno_code();
+    if (rc == 0)
+        rc = end_torn_line(fd, st.st_size);
+    if (rc == 0 && fstat(fd, &st) != 0)
+        rc = errno_code();
+    if (rc < 0) {
         close(fd);
         return rc;
     }
     log->fp = fdopen(fd, "a");
     if (!log->fp) {
-        const int rc = errno_code();
+        rc = errno_code();
         close(fd);
         return rc;
     }

@@ -76,10 +76,12 @@ prov_filter_match(const struct prov_filter *filter, const struct prov_event *ev)
 }
 
 struct read_ctx {
+    const char *path;
     const struct prov_read_opts *opts;
     struct prov_read_stats *st;
     prov_event_cb cb;
     void *arg;
+    uint64_t line_no; /* in the current file */
 };
 
 static void
@@ -87,7 +89,8 @@ report(struct read_ctx *rc, const char *reason)
 {
     rc->st->malformed++;
     if (rc->opts->on_malformed)
-        rc->opts->on_malformed(rc->st->lines, reason, rc->opts->malformed_arg);
+        rc->opts->on_malformed(rc->path, rc->line_no, reason,
+                               rc->opts->malformed_arg);
 }
 
 /* Handle one line: 0 to go on, or the value that ends the read. */
@@ -126,36 +129,96 @@ handle_line(struct read_ctx *rc, const struct line *l)
     return ret;
 }
 
-int
-prov_read_file(const char *path, const struct prov_read_opts *opts,
-               prov_event_cb cb, void *arg, struct prov_read_stats *stats)
+/* Stream one file into rc's stats (which it adds to). */
+static int
+read_one(struct read_ctx *rc, struct line *l, bool *missing)
 {
-    static const struct prov_read_opts no_opts;
-    struct prov_read_stats local;
-    if (!path)
-        return ORBIT_EINVAL;
-    struct read_ctx rc = {opts ? opts : &no_opts, stats ? stats : &local, cb,
-                          arg};
-    memset(rc.st, 0, sizeof *rc.st);
-    struct line l = {0};
-    l.max = rc.opts->max_line ? rc.opts->max_line : PROV_DEFAULT_MAX_LINE;
-    FILE *fp = fopen(path, "re");
+    FILE *fp = fopen(rc->path, "re");
+    *missing = !fp && errno == ENOENT;
     if (!fp)
         return orbit_err_from_errno(errno);
+    rc->line_no = 0;
     int ret = 0;
-    l.buf = malloc(l.max + 1);
-    if (!l.buf)
-        ret = ORBIT_ENOMEM;
     while (ret == 0) {
-        const int n = read_line(fp, &l);
+        const int n = read_line(fp, l);
         if (n <= 0) {
             ret = n;
             break;
         }
-        rc.st->lines++;
-        ret = handle_line(&rc, &l);
+        rc->line_no++;
+        rc->st->lines++;
+        ret = handle_line(rc, l);
     }
-    free(l.buf);
     fclose(fp);
     return ret;
+}
+
+/* Read paths[0..n) in order; missing files are skipped when skip_missing. */
+static int
+read_files(const char *const *paths, size_t n, bool skip_missing,
+           const struct prov_read_opts *opts, prov_event_cb cb, void *arg,
+           struct prov_read_stats *stats)
+{
+    static const struct prov_read_opts no_opts;
+    struct prov_read_stats local;
+    struct read_ctx rc = {
+        NULL, opts ? opts : &no_opts, stats ? stats : &local, cb, arg, 0};
+    memset(rc.st, 0, sizeof *rc.st);
+    struct line l = {0};
+    l.max = rc.opts->max_line ? rc.opts->max_line : PROV_DEFAULT_MAX_LINE;
+    l.buf = malloc(l.max + 1);
+    if (!l.buf)
+        return ORBIT_ENOMEM;
+    int ret = 0;
+    size_t found = 0;
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        bool missing = false;
+        rc.path = paths[i];
+        ret = read_one(&rc, &l, &missing);
+        if (missing && skip_missing)
+            ret = 0;
+        else
+            found++;
+    }
+    free(l.buf);
+    return ret == 0 && found == 0 ? ORBIT_ENOENT : ret;
+}
+
+int
+prov_read_file(const char *path, const struct prov_read_opts *opts,
+               prov_event_cb cb, void *arg, struct prov_read_stats *stats)
+{
+    if (!path)
+        return ORBIT_EINVAL;
+    return read_files(&path, 1, false, opts, cb, arg, stats);
+}
+
+int
+prov_read_rotated(const char *path, uint32_t max_files,
+                  const struct prov_read_opts *opts, prov_event_cb cb,
+                  void *arg, struct prov_read_stats *stats)
+{
+    if (!path || max_files > 100000)
+        return ORBIT_EINVAL;
+    const size_t n = max_files ? max_files : 1;
+    const size_t cap = strlen(path) + 16;
+    char **paths = calloc(n, sizeof *paths);
+    int rc = paths ? 0 : ORBIT_ENOMEM;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const size_t suffix = n - 1 - i; /* oldest first */
+        paths[i] = malloc(cap);
+        if (!paths[i])
+            rc = ORBIT_ENOMEM;
+        else if (suffix == 0)
+            snprintf(paths[i], cap, "%s", path);
+        else
+            snprintf(paths[i], cap, "%s.%zu", path, suffix);
+    }
+    if (rc == 0)
+        rc = read_files((const char *const *)paths, n, true, opts, cb, arg,
+                        stats);
+    for (size_t i = 0; paths && i < n; i++)
+        free(paths[i]);
+    free(paths);
+    return rc;
 }

@@ -8,6 +8,8 @@
 #include "orbit/error.h"
 #include "orbit/metrics.h"
 
+#include "audit_check.h"
+
 static struct metrics_registry *reg;
 
 static void
@@ -19,6 +21,7 @@ setup(void)
 static void
 teardown(void)
 {
+    cr_assert_eq(metrics_registry_check(reg), 0);
     metrics_registry_free(reg);
     reg = NULL;
 }
@@ -136,6 +139,7 @@ Test(metrics, cardinality_cap)
     cr_assert_eq(metrics_dropped_series(r, "req_total", &dropped), 0);
     cr_assert_eq(dropped, 5);
     cr_assert_eq(metrics_dropped_series(r, "nope", &dropped), ORBIT_ENOENT);
+    cr_assert_eq(metrics_registry_check(r), 0);
 
     /* The cap is per family. */
     struct metrics_gauge *g;

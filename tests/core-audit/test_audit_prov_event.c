@@ -1,10 +1,13 @@
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "orbit/error.h"
 #include "orbit/provenance.h"
+
+#include "audit_check.h"
 
 Test(prov_event, type_names_round_trip)
 {
@@ -104,6 +107,7 @@ Test(prov_event, fields_and_context)
     cr_assert_str_eq(k, "b");
     cr_assert_eq(prov_event_context_at(ev, 1, &k, &v), ORBIT_ENOENT);
     cr_assert_eq(prov_event_context_set(ev, "", "x"), ORBIT_EINVAL);
+    cr_assert_eq(prov_event_check(ev), 0);
     prov_event_free(ev);
     prov_event_free(NULL);
 }
@@ -130,6 +134,7 @@ Test(prov_event, bounds)
     }
     cr_assert_eq(prov_event_context_set(ev, "one-more", "v"), ORBIT_EFULL);
     cr_assert_eq(prov_event_context_set(ev, "k0", "replaced"), 0);
+    cr_assert_eq(prov_event_check(ev), 0);
     prov_event_free(ev);
 }
 
@@ -168,6 +173,8 @@ Test(prov_event, json_escapes_and_sanitizes)
     cr_assert_eq(prov_event_from_json(json, len, &back), 0);
     cr_assert_str_eq(prov_event_get(back, PROV_F_JOB_ID), "j\"1");
     cr_assert_str_eq(prov_event_get(back, PROV_F_SOURCE_PATH), "a\nb\\c");
+    cr_assert_eq(prov_event_check(ev), 0);
+    cr_assert_eq(prov_event_check(back), 0);
     free(json);
     prov_event_free(ev);
     prov_event_free(back);
@@ -225,4 +232,63 @@ Test(prov_event, clone_is_deep)
     cr_assert_str_eq(prov_event_context_get(c, "k"), "v");
     cr_assert_eq(prov_event_type(c), PROV_CHUNK_HEALED);
     prov_event_free(c);
+}
+
+/* jansson allocations that fail after a countdown. */
+static int alloc_budget;
+
+static void *
+failing_malloc(size_t n)
+{
+    if (alloc_budget-- <= 0)
+        return NULL;
+    return malloc(n);
+}
+
+Test(prov_event, json_allocation_failures)
+{
+    struct prov_event *ev = NULL;
+    cr_assert_eq(prov_event_new(PROV_CHUNK_PENALIZED, "job", &ev), 0);
+    prov_event_set(ev, PROV_F_CHUNK_HASH, "abcd");
+    prov_event_set_bytes(ev, 1);
+    prov_event_context_set(ev, "k", "v");
+    char *good = NULL;
+    size_t good_len = 0;
+    cr_assert_eq(prov_event_to_json(ev, &good, &good_len), 0);
+
+    int ok_at = -1;
+    for (int budget = 0; budget < 200 && ok_at < 0; budget++) {
+        alloc_budget = budget;
+        json_set_alloc_funcs(failing_malloc, free);
+        char *json = NULL;
+        const int rc = prov_event_to_json(ev, &json, NULL);
+        json_set_alloc_funcs(malloc, free);
+        if (rc == 0) {
+            cr_assert_str_eq(json, good);
+            free(json);
+            ok_at = budget;
+        } else {
+            cr_assert_eq(rc, ORBIT_ENOMEM, "budget %d: %d", budget, rc);
+        }
+    }
+    cr_assert_gt(ok_at, 0);
+
+    ok_at = -1;
+    for (int budget = 0; budget < 200 && ok_at < 0; budget++) {
+        struct prov_event *back = NULL;
+        alloc_budget = budget;
+        json_set_alloc_funcs(failing_malloc, free);
+        const int rc = prov_event_from_json(good, good_len, &back);
+        json_set_alloc_funcs(malloc, free);
+        /* jansson reports most of its allocation failures as bad input. */
+        cr_assert(rc == 0 || rc == ORBIT_EFORMAT || rc == ORBIT_ENOMEM);
+        if (rc == 0) {
+            cr_assert_eq(prov_event_check(back), 0);
+            prov_event_free(back);
+            ok_at = budget;
+        }
+    }
+    cr_assert_gt(ok_at, 0);
+    free(good);
+    prov_event_free(ev);
 }

@@ -9,6 +9,8 @@
 #include "orbit/error.h"
 #include "orbit/provenance.h"
 
+#include "audit_check.h"
+
 #define T0 (1795614301LL * 1000000 + 123456) /* 2026-11-25T13:45:01.123456Z */
 
 static char dir[64];
@@ -43,7 +45,9 @@ collect(const struct prov_event *ev, void *arg)
 {
     struct seen *s = arg;
     cr_assert_lt(s->n, 4096);
+    cr_assert_eq(prov_event_check(ev), 0);
     cr_assert_eq(prov_event_clone(ev, &s->ev[s->n]), 0);
+    cr_assert_eq(prov_event_check(s->ev[s->n]), 0);
     s->n++;
     return 0;
 }
@@ -62,9 +66,10 @@ struct bad_lines {
 };
 
 static void
-on_bad(uint64_t line_no, const char *reason, void *arg)
+on_bad(const char *p, uint64_t line_no, const char *reason, void *arg)
 {
     struct bad_lines *b = arg;
+    cr_assert_str_eq(p, path);
     cr_assert_not_null(reason);
     if (b->n < 64)
         b->line[b->n++] = line_no;
@@ -229,6 +234,48 @@ Test(prov_log, rotation_keeps_n_files_and_drops_the_oldest)
     cr_assert_eq(s0, s1 + (int)n1);
     cr_assert_eq(s0 + (int)n0, 100);
     cr_assert_gt(s2, 0, "the oldest events were dropped");
+
+    /* Read back as one stream, oldest first; missing files are skipped. */
+    static struct seen got;
+    struct prov_read_stats st;
+    cr_assert_eq(prov_read_rotated(path, 5, NULL, collect, &got, &st), 0);
+    cr_assert_eq(got.n, n0 + n1 + n2);
+    cr_assert_eq(st.events, got.n);
+    for (size_t i = 0; i < got.n; i++)
+        cr_assert_eq(atoi(prov_event_context_get(got.ev[i], "seq")),
+                     s2 + (int)i);
+    seen_free(&got);
+}
+
+Test(prov_log, read_rotated_without_files)
+{
+    cr_assert_eq(prov_read_rotated(path, 3, NULL, NULL, NULL, NULL),
+                 ORBIT_ENOENT);
+}
+
+Test(prov_log, torn_line_is_ended_on_reopen)
+{
+    struct prov_log *log = open_log(0, 1);
+    write_seq(log, PROV_JOB_CREATED, "job", T0, 0);
+    write_seq(log, PROV_JOB_RESUMED, "job", T0, 1);
+    prov_log_free(log);
+    append_raw("{\"ts\":\"2026-11-25T13:4");
+    log = open_log(0, 1);
+    write_seq(log, PROV_JOB_COMPLETED, "job", T0, 2);
+    prov_log_free(log);
+
+    static struct seen got;
+    struct bad_lines bad = {0};
+    const struct prov_read_opts o = {.on_malformed = on_bad,
+                                     .malformed_arg = &bad};
+    struct prov_read_stats st;
+    cr_assert_eq(prov_read_file(path, &o, collect, &got, &st), 0);
+    cr_assert_eq(got.n, 3, "the event after the torn line survives");
+    cr_assert_eq(prov_event_type(got.ev[2]), PROV_JOB_COMPLETED);
+    cr_assert_eq(bad.n, 1);
+    cr_assert_eq(bad.line[0], 3);
+    cr_assert_not(st.torn_tail);
+    seen_free(&got);
 }
 
 Test(prov_log, rotation_with_one_file_truncates)

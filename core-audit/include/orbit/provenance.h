@@ -179,7 +179,11 @@ struct prov_log_opts {
 
 struct prov_log;
 
-/* Open (create or append to) opts->path. The opts strings are copied. */
+/*
+ * Open (create or append to) opts->path. The opts strings are copied. If the
+ * file ends in a torn line (a crash cut a write short), a newline is written
+ * first so that the next event starts a line of its own.
+ */
 int prov_log_new(const struct prov_log_opts *opts, struct prov_log **out);
 
 /* Flush, fsync if configured, close and free; NULL is a no-op. */
@@ -213,9 +217,9 @@ struct prov_filter {
 /* Return 0 to go on; any other value stops the read and is returned by it. */
 typedef int (*prov_event_cb)(const struct prov_event *ev, void *arg);
 
-/* A malformed line: its 1-based number and a static reason. */
-typedef void (*prov_malformed_cb)(uint64_t line_no, const char *reason,
-                                  void *arg);
+/* A malformed line: the file, its 1-based line number, a static reason. */
+typedef void (*prov_malformed_cb)(const char *path, uint64_t line_no,
+                                  const char *reason, void *arg);
 
 struct prov_read_opts {
     size_t max_line;                  /* bytes per line; 0: default */
@@ -245,5 +249,15 @@ bool prov_filter_match(const struct prov_filter *filter,
  */
 int prov_read_file(const char *path, const struct prov_read_opts *opts,
                    prov_event_cb cb, void *arg, struct prov_read_stats *stats);
+
+/*
+ * Read a rotated log oldest first: path.(max_files-1), ..., path.1, path,
+ * skipping the ones that do not exist (ORBIT_ENOENT only if none does).
+ * stats add up over the files; torn_tail is set if any file had one (a file
+ * cut short before a rotation). Same callbacks and errors as prov_read_file.
+ */
+int prov_read_rotated(const char *path, uint32_t max_files,
+                      const struct prov_read_opts *opts, prov_event_cb cb,
+                      void *arg, struct prov_read_stats *stats);
 
 #endif
