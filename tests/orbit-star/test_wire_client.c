@@ -503,6 +503,22 @@ Test(wire_client, large_chunks_bulletins_and_bad_replies, .init = setup,
     cr_assert(wire_client_ready(w.c));
 }
 
+Test(wire_client, unusable_header_ends_the_session, .init = setup,
+     .fini = teardown)
+{
+    struct wire_client_config cfg = config();
+    w.star.ignore = WIRE_HEALTH;
+    cr_assert_eq(wire_client_new(w.base, &cfg, &w.c), 0);
+    cr_assert_eq(wire_client_health(w.c, record, &w.recs[0], NULL), 0);
+    run_until(&w.ready_calls, 1);
+    const uint8_t bad[WIRE_HDR_LEN] = {7, WIRE_HEALTH_REPLY, 0, 0, 0, 0, 0, 1};
+    bufferevent_write(w.star.bev, bad, sizeof bad);
+    run_until(&w.closed_calls, 1);
+    cr_assert_eq(w.closed_status, ORBIT_EVERSION);
+    cr_assert_eq(w.recs[0].status, ORBIT_ECLOSED);
+    cr_assert_eq(w.recs[0].calls, 1);
+}
+
 static void
 free_from_callback(void *arg, int status, const struct wire_msg *reply)
 {
