@@ -1,0 +1,421 @@
+/*
+ * COMMIT: assemble a file in its staging file (chunks written there by
+ * hinted PUTs are verified in place, others are copied in), verify every
+ * chunk and the whole-file digest, set mode and mtime, then for the whole
+ * group: fsync each file, rename each into place, fsync each directory
+ * once. A reader of ROOT sees the old file or the new one, never a part.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "orbit/error.h"
+#include "orbit/wire_path.h"
+#include "star_internal.h"
+
+struct star_partial {
+    struct star_partial *next;
+    char *path;
+    uint64_t next_chunk;
+    uint64_t offset;
+    EVP_MD_CTX *md;
+};
+
+static void
+partial_free(struct star_partial *p)
+{
+    if (!p)
+        return;
+    EVP_MD_CTX_free(p->md);
+    free(p->path);
+    free(p);
+}
+
+void
+star_partials_free(struct star *s)
+{
+    while (s->partials) {
+        struct star_partial *p = s->partials;
+        s->partials = p->next;
+        partial_free(p);
+    }
+}
+
+/* Record a failure: "COMMIT of PATH: WHAT (ERROR)". */
+static int
+fail(struct star_commit_item *it, int rc, uint32_t item, const char *what)
+{
+    it->rc = rc;
+    it->item = item;
+    snprintf(it->msg, sizeof it->msg, "COMMIT of %.200s: %s (%s)", it->c.path,
+             what, orbit_strerror(rc));
+    return rc;
+}
+
+/* Split path into its parent ("" for the root) and last component. */
+static void
+split_path(const char *path, char *parent, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        parent[0] = 0;
+        *base = path;
+        return;
+    }
+    size_t n = (size_t)(slash - path);
+    memcpy(parent, path, n);
+    parent[n] = 0;
+    *base = slash + 1;
+}
+
+/* mkdir -p the parent of path and open it (the root itself: a dup). */
+static int
+open_parent(struct star *s, const char *path, int *out_fd, const char **base)
+{
+    char parent[WIRE_MAX_PATH + 1];
+    split_path(path, parent, base);
+    if (parent[0] == 0) {
+        int fd = dup(s->rootfd);
+        if (fd < 0)
+            return orbit_err_from_errno(errno);
+        *out_fd = fd;
+        return 0;
+    }
+    int rc = wire_path_mkdirs_beneath(s->rootfd, parent);
+    if (rc == 0)
+        rc = wire_path_open_beneath(s->rootfd, parent, O_RDONLY | O_DIRECTORY,
+                                    0, out_fd);
+    return rc;
+}
+
+static int
+set_times(int fd, const struct wire_commit *c)
+{
+    struct timespec ts[2];
+    ts[0].tv_sec = c->mtime_sec;
+    ts[0].tv_nsec = c->mtime_nsec;
+    ts[1] = ts[0];
+    return futimens(fd, ts) == 0 ? 0 : orbit_err_from_errno(errno);
+}
+
+static struct star_partial *
+partial_find(struct star *s, const char *path, struct star_partial ***link)
+{
+    struct star_partial **pp = &s->partials;
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->path, path) == 0)
+            break;
+    *link = pp;
+    return *pp;
+}
+
+/* The assembly state this frame continues (or a fresh one). */
+static int
+partial_take(struct star *s, struct star_commit_item *it,
+             struct star_partial **out)
+{
+    const struct wire_commit *c = &it->c;
+    struct star_partial **link = NULL;
+    struct star_partial *p = partial_find(s, c->path, &link);
+    if (p) {
+        *link = p->next;
+        p->next = NULL;
+    }
+    if (c->chunk_first > 0) {
+        if (!p || p->next_chunk != c->chunk_first) {
+            partial_free(p);
+            return fail(it, ORBIT_EPROTO, WIRE_NO_ITEM, "frame out of order");
+        }
+        *out = p;
+        return 0;
+    }
+    partial_free(p);
+    p = calloc(1, sizeof *p);
+    if (p) {
+        p->path = strdup(c->path);
+        p->md = EVP_MD_CTX_new();
+    }
+    if (!p || !p->path || !p->md ||
+        !EVP_DigestInit_ex(p->md, EVP_sha256(), NULL)) {
+        partial_free(p);
+        return fail(it, ORBIT_ENOMEM, WIRE_NO_ITEM, "assembly state");
+    }
+    *out = p;
+    return 0;
+}
+
+/* Place chunk ref at off in fd: verified in place, or read and copied. */
+static int
+place_chunk(struct star *s, int fd, const struct wire_chunk_ref *ref,
+            uint64_t off)
+{
+    uint8_t *buf = s->scratch2;
+    uint8_t h[32];
+    if (star_pread_all(fd, buf, ref->raw_len, off) == 0 &&
+        star_sha256(buf, ref->raw_len, h) == 0 && memcmp(h, ref->id, 32) == 0)
+        return 0;
+    struct star_loc loc;
+    int rc = star_store_lookup(s->store, ref->id, &loc);
+    if (rc == 0 && loc.raw_len != ref->raw_len)
+        rc = ORBIT_ENOENT;
+    if (rc == 0)
+        rc = star_store_read(s->store, ref->id, &loc, buf);
+    if (rc == 0)
+        rc = star_pwrite_all(fd, buf, ref->raw_len, off);
+    return rc;
+}
+
+static int
+assemble_chunks(struct star *s, struct star_commit_item *it,
+                struct star_partial *p, int fd)
+{
+    const struct wire_commit *c = &it->c;
+    for (uint32_t i = 0; i < c->n; i++) {
+        struct wire_chunk_ref ref;
+        wire_commit_chunk(c, i, &ref);
+        uint32_t idx = (uint32_t)(c->chunk_first + i);
+        if (p->offset + ref.raw_len > c->size)
+            return fail(it, ORBIT_EPROTO, idx, "chunks exceed the file size");
+        int rc = place_chunk(s, fd, &ref, p->offset);
+        if (rc == ORBIT_ENOENT)
+            return fail(it, rc, idx,
+                        "chunk missing on the star; PUT it and commit again");
+        if (rc < 0)
+            return fail(it, rc, idx, "reading a chunk");
+        if (!EVP_DigestUpdate(p->md, s->scratch2, ref.raw_len))
+            return fail(it, ORBIT_ECRYPTO, idx, "digest");
+        p->offset += ref.raw_len;
+    }
+    p->next_chunk += c->n;
+    return 0;
+}
+
+/* Whole file present: check size and digest, set metadata. */
+static int
+finish_file(struct star_commit_item *it, struct star_partial *p, int fd)
+{
+    const struct wire_commit *c = &it->c;
+    if (p->offset != c->size)
+        return fail(it, ORBIT_EPROTO, WIRE_NO_ITEM,
+                    "chunk lengths do not add up to the size");
+    uint8_t d[32];
+    unsigned int dn = 0;
+    if (!EVP_DigestFinal_ex(p->md, d, &dn))
+        return fail(it, ORBIT_ECRYPTO, WIRE_NO_ITEM, "digest");
+    if (memcmp(d, c->digest, 32) != 0)
+        return fail(it, ORBIT_ECORRUPT, WIRE_NO_ITEM,
+                    "file digest mismatch; resend");
+    int rc =
+        ftruncate(fd, (off_t)c->size) == 0 ? 0 : orbit_err_from_errno(errno);
+    if (rc == 0 && fchmod(fd, (mode_t)(c->mode & 07777)) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (rc == 0)
+        rc = set_times(fd, c);
+    if (rc < 0)
+        return fail(it, rc, WIRE_NO_ITEM, "setting size, mode or mtime");
+    return 0;
+}
+
+/* One frame of a regular file; leaves it->fd open when ready to rename. */
+static void
+assemble_regular(struct star *s, struct star_commit_item *it)
+{
+    const struct wire_commit *c = &it->c;
+    if (c->chunk_first + c->n > c->chunk_total) {
+        fail(it, ORBIT_EPROTO, WIRE_NO_ITEM,
+             "chunk_first + n beyond chunk_total");
+        return;
+    }
+    struct star_partial *p = NULL;
+    if (partial_take(s, it, &p) < 0)
+        return;
+    char name[65];
+    star_store_staging_name(c->path, name);
+    star_store_forget_staging(s->store, c->path);
+    int fd = openat(star_store_staging_dir(s->store), name,
+                    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int rc = fd < 0 ? fail(it, orbit_err_from_errno(errno), WIRE_NO_ITEM,
+                           "staging file")
+                    : assemble_chunks(s, it, p, fd);
+    if (rc == 0 && p->next_chunk < c->chunk_total) {
+        it->complete = false;
+        p->next = s->partials;
+        s->partials = p;
+        close(fd);
+        return;
+    }
+    if (rc == 0)
+        rc = finish_file(it, p, fd);
+    partial_free(p);
+    if (rc < 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    it->fd = fd;
+    it->complete = true;
+}
+
+static void
+commit_dir(struct star *s, struct star_commit_item *it)
+{
+    const struct wire_commit *c = &it->c;
+    int fd = -1;
+    int rc = wire_path_mkdirs_beneath(s->rootfd, c->path);
+    if (rc == 0)
+        rc = wire_path_open_beneath(
+            s->rootfd, c->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &fd);
+    if (rc == 0 && fchmod(fd, (mode_t)(c->mode & 07777)) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (rc == 0)
+        rc = set_times(fd, c);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0)
+        fail(it, rc, WIRE_NO_ITEM, "directory");
+    it->complete = rc == 0;
+}
+
+static void
+tmp_name(const char *base, char *out, size_t cap)
+{
+    uint8_t r[4] = {0};
+    uint8_t ch[WIRE_CHALLENGE_LEN];
+    if (wire_auth_challenge(ch) == 0)
+        memcpy(r, ch, sizeof r);
+    snprintf(out, cap, ".orbit-tmp.%.200s.%02x%02x%02x%02x", base, r[0], r[1],
+             r[2], r[3]);
+}
+
+static void
+commit_symlink(struct star_commit_item *it, int pfd, const char *base)
+{
+    const struct wire_commit *c = &it->c;
+    if (c->target_len == 0) {
+        fail(it, ORBIT_EPROTO, WIRE_NO_ITEM, "symlink: empty target");
+        return;
+    }
+    char tmp[256];
+    tmp_name(base, tmp, sizeof tmp);
+    int rc =
+        symlinkat(c->target, pfd, tmp) == 0 ? 0 : orbit_err_from_errno(errno);
+    if (rc == 0) {
+        struct timespec ts[2] = {{c->mtime_sec, c->mtime_nsec},
+                                 {c->mtime_sec, c->mtime_nsec}};
+        if (utimensat(pfd, tmp, ts, AT_SYMLINK_NOFOLLOW) != 0 ||
+            renameat(pfd, tmp, pfd, base) != 0) {
+            rc = orbit_err_from_errno(errno);
+            unlinkat(pfd, tmp, 0);
+        }
+    }
+    if (rc == 0 && fsync(pfd) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (rc < 0)
+        fail(it, rc, WIRE_NO_ITEM, "symlink");
+    it->complete = rc == 0;
+}
+
+static void
+assemble_one(struct star *s, struct star_commit_item *it)
+{
+    const struct wire_commit *c = &it->c;
+    if (c->ftype == WIRE_FT_DIRECTORY) {
+        commit_dir(s, it);
+        return;
+    }
+    if (c->ftype == WIRE_FT_REGULAR) {
+        assemble_regular(s, it);
+        return;
+    }
+    if (c->ftype != WIRE_FT_SYMLINK) {
+        fail(it, ORBIT_EPROTO, WIRE_NO_ITEM, "bad type");
+        return;
+    }
+    int pfd = -1;
+    const char *base = NULL;
+    int rc = open_parent(s, c->path, &pfd, &base);
+    if (rc < 0) {
+        fail(it, rc, WIRE_NO_ITEM, "parent directory");
+        return;
+    }
+    commit_symlink(it, pfd, base);
+    close(pfd);
+}
+
+/* Rename an assembled file into place; *pfd_out is its parent dir. */
+static int
+rename_into_place(struct star *s, struct star_commit_item *it, int *pfd_out)
+{
+    const struct wire_commit *c = &it->c;
+    const char *base = NULL;
+    int rc = open_parent(s, c->path, pfd_out, &base);
+    if (rc < 0)
+        return fail(it, rc, WIRE_NO_ITEM, "parent directory");
+    char name[65];
+    star_store_staging_name(c->path, name);
+    if (renameat(star_store_staging_dir(s->store), name, *pfd_out, base) != 0) {
+        rc = orbit_err_from_errno(
+            errno == ENOTEMPTY || errno == EEXIST ? EISDIR : errno);
+        return fail(it, rc, WIRE_NO_ITEM, "rename");
+    }
+    it->renamed = true;
+    return 0;
+}
+
+void
+star_commit_group(struct star *s, struct star_commit_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assemble_one(s, &items[i]);
+    for (size_t i = 0; i < n; i++) {
+        struct star_commit_item *it = &items[i];
+        if (it->fd >= 0 && it->rc == 0 && fsync(it->fd) != 0)
+            fail(it, orbit_err_from_errno(errno), WIRE_NO_ITEM, "fsync");
+        if (it->fd >= 0)
+            close(it->fd);
+    }
+    int *dirs = calloc(n ? n : 1, sizeof *dirs);
+    for (size_t i = 0; i < n; i++) {
+        struct star_commit_item *it = &items[i];
+        if (dirs)
+            dirs[i] = -1;
+        if (it->fd < 0 || it->rc < 0)
+            continue;
+        it->fd = -1;
+        int pfd = -1;
+        rename_into_place(s, it, &pfd);
+        if (dirs)
+            dirs[i] = pfd;
+        else if (pfd >= 0)
+            close(pfd);
+    }
+    /* One fsync per directory: fsync the first fd of each distinct dir. */
+    for (size_t i = 0; dirs && i < n; i++) {
+        if (dirs[i] < 0)
+            continue;
+        struct stat a;
+        bool seen = false;
+        if (fstat(dirs[i], &a) == 0) {
+            for (size_t j = 0; j < i && !seen; j++) {
+                struct stat b;
+                seen = dirs[j] >= 0 && fstat(dirs[j], &b) == 0 &&
+                       a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+            }
+        }
+        if (!seen && fsync(dirs[i]) != 0)
+            fail(&items[i], orbit_err_from_errno(errno), WIRE_NO_ITEM,
+                 "directory fsync");
+    }
+    fsync(star_store_staging_dir(s->store));
+    for (size_t i = 0; dirs && i < n; i++)
+        if (dirs[i] >= 0)
+            close(dirs[i]);
+    free(dirs);
+}

@@ -1,0 +1,426 @@
+/*
+ * LIST (a paged walk of a subtree, .orbit skipped), DELETE (a file, symlink
+ * or directory beneath ROOT) and HEALTH (disk figures, counters, state).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "orbit/error.h"
+#include "orbit/health.h"
+#include "orbit/wire_path.h"
+#include "star_internal.h"
+
+#define LIST_DEFAULT   1000
+#define LIST_MAX_DEPTH 128
+#define LIST_BUDGET    ((size_t)WIRE_MAX_PAYLOAD - ((size_t)64 << 10))
+#define ENTRY_FIXED    64 /* encoded bytes of an entry besides its path */
+
+struct lister {
+    const char *cursor; /* "" for none */
+    uint32_t max;
+    struct wire_list_entry *entries;
+    uint32_t n;
+    size_t bytes;
+    bool full;
+    int rc;
+};
+
+/* Order paths component by component: '/' sorts before every byte. */
+static int
+path_cmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        unsigned ca = *a == '/' ? 1u : (unsigned char)*a;
+        unsigned cb = *b == '/' ? 1u : (unsigned char)*b;
+        if (ca != cb || ca == 0)
+            return (int)ca - (int)cb;
+    }
+}
+
+static bool
+is_ancestor(const char *dir, const char *path)
+{
+    size_t n = strlen(dir);
+    return strncmp(dir, path, n) == 0 && path[n] == '/';
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The sorted names of the directory fd (closed by the call). */
+static int
+read_names(int fd, char ***out, size_t *out_n)
+{
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return orbit_err_from_errno(errno);
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **grown = realloc(names, cap * sizeof *names);
+            if (!grown) {
+                rc = ORBIT_ENOMEM;
+                break;
+            }
+            names = grown;
+        }
+        if (!(names[n] = strdup(e->d_name))) {
+            rc = ORBIT_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(names, n, sizeof *names, name_cmp);
+    *out = names;
+    *out_n = n;
+    return rc;
+}
+
+static void
+free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static uint8_t
+ftype_of(mode_t m)
+{
+    if (S_ISREG(m))
+        return WIRE_FT_REGULAR;
+    if (S_ISLNK(m))
+        return WIRE_FT_SYMLINK;
+    if (S_ISDIR(m))
+        return WIRE_FT_DIRECTORY;
+    return 0;
+}
+
+static void
+emit(struct lister *l, const char *path, const struct stat *st)
+{
+    size_t plen = strlen(path);
+    if (l->n >= l->max || l->bytes + plen + ENTRY_FIXED > LIST_BUDGET) {
+        l->full = true;
+        return;
+    }
+    char *copy = strdup(path);
+    if (!copy) {
+        l->rc = ORBIT_ENOMEM;
+        return;
+    }
+    struct wire_list_entry *e = &l->entries[l->n++];
+    memset(e, 0, sizeof *e);
+    e->path = copy;
+    e->path_len = plen;
+    e->ftype = ftype_of(st->st_mode);
+    e->size = e->ftype == WIRE_FT_DIRECTORY ? 0 : (uint64_t)st->st_size;
+    e->mode = (uint32_t)(st->st_mode & 07777);
+    e->mtime_sec = st->st_mtim.tv_sec;
+    e->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+    l->bytes += plen + ENTRY_FIXED;
+}
+
+static void walk(struct lister *l, int dirfd, const char *prefix,
+                 unsigned depth);
+
+/* Visit one entry of a directory: emit it and descend as the cursor says. */
+static void
+visit(struct lister *l, int dirfd, const char *prefix, const char *name,
+      unsigned depth)
+{
+    char path[WIRE_MAX_PATH + 1];
+    int n = snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "/" : "",
+                     name);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return;
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        ftype_of(st.st_mode) == 0)
+        return;
+    bool ancestor = l->cursor[0] && is_ancestor(path, l->cursor);
+    if (!ancestor && l->cursor[0] && path_cmp(path, l->cursor) <= 0)
+        return;
+    if (!ancestor)
+        emit(l, path, &st);
+    if (l->full || l->rc < 0 || !S_ISDIR(st.st_mode) || depth >= LIST_MAX_DEPTH)
+        return;
+    int fd =
+        openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        walk(l, fd, path, depth + 1);
+}
+
+/* Walk the directory fd (closed by the call) whose path is prefix. */
+static void
+walk(struct lister *l, int dirfd, const char *prefix, unsigned depth)
+{
+    int keep = dup(dirfd);
+    char **names = NULL;
+    size_t n = 0;
+    int rc = read_names(dirfd, &names, &n);
+    if (rc < 0 || keep < 0) {
+        l->rc = rc < 0 ? rc : orbit_err_from_errno(errno);
+        free_names(names, n);
+        if (keep >= 0)
+            close(keep);
+        return;
+    }
+    for (size_t i = 0; i < n && !l->full && l->rc == 0; i++) {
+        if (depth == 0 && strcmp(names[i], WIRE_PATH_RESERVED) == 0)
+            continue;
+        visit(l, keep, prefix, names[i], depth);
+    }
+    free_names(names, n);
+    close(keep);
+}
+
+static void
+send_listing(struct star_conn *c, uint32_t rid, struct lister *l)
+{
+    const char *next = l->full && l->n > 0 ? l->entries[l->n - 1].path : "";
+    struct wire_msg r;
+    memset(&r, 0, sizeof r);
+    r.type = WIRE_LIST_REPLY;
+    r.request_id = rid;
+    r.u.list_reply.next_cursor = next;
+    r.u.list_reply.next_cursor_len = strlen(next);
+    r.u.list_reply.n = l->n;
+    r.u.list_reply.entries = l->entries;
+    int rc = star_send(c, &r);
+    if (rc < 0)
+        star_send_error(c, rid, rc, WIRE_NO_ITEM, "LIST reply: %s",
+                        orbit_strerror(rc));
+}
+
+static int
+list_open(struct star_conn *c, const struct wire_list *q, int *fd)
+{
+    char err[256];
+    if (q->path_len == 0) {
+        *fd = dup(c->star->rootfd);
+        return *fd < 0 ? orbit_err_from_errno(errno) : 0;
+    }
+    if (wire_path_check(q->path, q->path_len, err, sizeof err) < 0)
+        return ORBIT_EPATH;
+    return wire_path_open_beneath(c->star->rootfd, q->path,
+                                  O_RDONLY | O_DIRECTORY, 0, fd);
+}
+
+void
+star_handle_list(struct star_conn *c, const struct wire_msg *m)
+{
+    const struct wire_list *q = &m->u.list;
+    struct lister l;
+    memset(&l, 0, sizeof l);
+    l.cursor = q->cursor;
+    l.max = q->max_entries ? q->max_entries : LIST_DEFAULT;
+    if (l.max > WIRE_MAX_LIST)
+        l.max = WIRE_MAX_LIST;
+    if (q->cursor_len > 0 &&
+        wire_path_check(q->cursor, q->cursor_len, NULL, 0) < 0) {
+        star_send_error(c, m->request_id, ORBIT_EPROTO, WIRE_NO_ITEM,
+                        "LIST: cursor not from this star");
+        return;
+    }
+    int fd = -1;
+    int rc = list_open(c, q, &fd);
+    if (rc < 0) {
+        star_send_error(c, m->request_id, rc, WIRE_NO_ITEM, "LIST %s: %s",
+                        q->path, orbit_strerror(rc));
+        return;
+    }
+    l.entries = calloc(l.max, sizeof *l.entries);
+    if (!l.entries) {
+        close(fd);
+        star_send_error(c, m->request_id, ORBIT_ENOMEM, WIRE_NO_ITEM,
+                        "LIST: out of memory");
+        return;
+    }
+    walk(&l, fd, q->path, q->path_len ? 1 : 0);
+    if (l.rc < 0)
+        star_send_error(c, m->request_id, l.rc, WIRE_NO_ITEM, "LIST %s: %s",
+                        q->path, orbit_strerror(l.rc));
+    else
+        send_listing(c, m->request_id, &l);
+    for (uint32_t i = 0; i < l.n; i++)
+        free((void *)l.entries[i].path);
+    free(l.entries);
+}
+
+/* ---- DELETE ---- */
+
+static int
+remove_tree(int dirfd, const char *name, unsigned depth)
+{
+    if (depth > LIST_MAX_DEPTH)
+        return ORBIT_ETOOBIG;
+    int fd =
+        openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return orbit_err_from_errno(errno);
+    int keep = dup(fd);
+    char **names = NULL;
+    size_t n = 0;
+    int rc =
+        keep < 0 ? orbit_err_from_errno(errno) : read_names(fd, &names, &n);
+    if (keep < 0)
+        close(fd);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct stat st;
+        if (fstatat(keep, names[i], &st, AT_SYMLINK_NOFOLLOW) != 0)
+            rc = orbit_err_from_errno(errno);
+        else if (S_ISDIR(st.st_mode))
+            rc = remove_tree(keep, names[i], depth + 1);
+        else if (unlinkat(keep, names[i], 0) != 0)
+            rc = orbit_err_from_errno(errno);
+    }
+    free_names(names, n);
+    if (keep >= 0)
+        close(keep);
+    if (rc == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) != 0)
+        rc = orbit_err_from_errno(errno);
+    return rc;
+}
+
+static int
+delete_at(int pfd, const char *base, bool recursive, bool *existed)
+{
+    struct stat st;
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return orbit_err_from_errno(errno);
+    }
+    *existed = true;
+    if (!S_ISDIR(st.st_mode))
+        return unlinkat(pfd, base, 0) == 0 ? 0 : orbit_err_from_errno(errno);
+    if (unlinkat(pfd, base, AT_REMOVEDIR) == 0)
+        return 0;
+    if ((errno == ENOTEMPTY || errno == EEXIST) && recursive)
+        return remove_tree(pfd, base, 0);
+    return errno == ENOTEMPTY || errno == EEXIST ? ORBIT_EISDIR
+                                                 : orbit_err_from_errno(errno);
+}
+
+void
+star_handle_delete(struct star_conn *c, const struct wire_msg *m)
+{
+    struct star *s = c->star;
+    const struct wire_delete *q = &m->u.del;
+    char err[256];
+    if (wire_path_check(q->path, q->path_len, err, sizeof err) < 0) {
+        star_log(s, "refused DELETE path from %s: %s", c->peer, err);
+        star_send_error(c, m->request_id, ORBIT_EPATH, WIRE_NO_ITEM, "%s", err);
+        return;
+    }
+    char parent[WIRE_MAX_PATH + 1];
+    const char *slash = strrchr(q->path, '/');
+    const char *base = slash ? slash + 1 : q->path;
+    size_t plen = slash ? (size_t)(slash - q->path) : 0;
+    memcpy(parent, q->path, plen);
+    parent[plen] = 0;
+    int pfd = -1;
+    int rc =
+        plen ? wire_path_open_beneath(s->rootfd, parent, O_RDONLY | O_DIRECTORY,
+                                      0, &pfd)
+             : ((pfd = dup(s->rootfd)) < 0 ? orbit_err_from_errno(errno) : 0);
+    bool existed = false;
+    if (rc == 0)
+        rc = delete_at(pfd, base, q->flags & WIRE_DELETE_RECURSIVE, &existed);
+    if (rc == 0 && existed && fsync(pfd) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (pfd >= 0)
+        close(pfd);
+    if (rc == ORBIT_ENOENT || rc == ORBIT_ENOTDIR) {
+        rc = 0; /* a missing parent: nothing to delete */
+        existed = false;
+    }
+    if (rc < 0) {
+        star_send_error(c, m->request_id, rc, WIRE_NO_ITEM, "DELETE %s: %s%s",
+                        q->path, orbit_strerror(rc),
+                        rc == ORBIT_EISDIR ? " (directory not empty; set the "
+                                             "recursive flag)"
+                                           : "");
+        return;
+    }
+    struct wire_msg r;
+    memset(&r, 0, sizeof r);
+    r.type = WIRE_DELETE_OK;
+    r.request_id = m->request_id;
+    r.u.delete_ok.existed = existed;
+    star_send(c, &r);
+}
+
+/* ---- HEALTH ---- */
+
+static uint32_t
+advisories_of(unsigned h)
+{
+    uint32_t a = 0;
+    if (h & HEALTH_DISK_WARNING)
+        a |= WIRE_ADV_DISK_WARNING;
+    if (h & HEALTH_DISK_CRITICAL)
+        a |= WIRE_ADV_DISK_CRITICAL;
+    if (h & HEALTH_DISK_EXHAUSTION_PREDICTED)
+        a |= WIRE_ADV_DISK_EXHAUSTION;
+    if (h & HEALTH_THROUGHPUT_LOW)
+        a |= WIRE_ADV_THROUGHPUT_LOW;
+    if (h & HEALTH_ERROR_RATE_HIGH)
+        a |= WIRE_ADV_ERROR_RATE_HIGH;
+    return a;
+}
+
+void
+star_handle_health(struct star_conn *c, const struct wire_msg *m)
+{
+    struct star *s = c->star;
+    struct wire_msg r;
+    memset(&r, 0, sizeof r);
+    r.type = WIRE_HEALTH_REPLY;
+    r.request_id = m->request_id;
+    struct wire_health_reply *h = &r.u.health;
+    struct statvfs vfs;
+    uint64_t now = star_now_ms();
+    if (fstatvfs(s->rootfd, &vfs) == 0) {
+        h->disk_total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+        h->disk_used = (uint64_t)(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+        if (h->disk_total > 0)
+            health_record_disk(s->health, now, h->disk_used, h->disk_total);
+    }
+    h->advisories = advisories_of(health_evaluate(s->health, now, NULL));
+    h->bytes_received = s->stats.bytes_received;
+    h->chunks_received = s->stats.chunks_received;
+    h->errors_total = s->stats.errors_total;
+    h->errors_io = s->stats.errors_io;
+    h->errors_proto = s->stats.errors_proto;
+    h->errors_auth = s->stats.errors_auth;
+    h->uptime_sec = (now - s->started_ms) / 1000;
+    h->connections = s->nconns;
+    h->state = s->state == STAR_REGISTERED ? WIRE_STATE_STARTING
+               : s->state == STAR_SCHEDULED
+                   ? (h->advisories ? WIRE_STATE_DEGRADED : WIRE_STATE_READY)
+               : s->state == STAR_DRAINING ? WIRE_STATE_DRAINING
+                                           : WIRE_STATE_STOPPING;
+    star_send(c, &r);
+}

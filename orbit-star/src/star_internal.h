@@ -1,0 +1,149 @@
+/*
+ * star_internal.h - the star's context, connections and the request
+ * handlers shared by the star_*.c files. Private to orbit-star; everything
+ * here runs on the star's loop thread.
+ */
+#ifndef ORBIT_STAR_INTERNAL_H
+#define ORBIT_STAR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "orbit/star.h"
+#include "orbit/wire.h"
+#include "orbit/wire_auth.h"
+#include "star_store.h"
+
+struct event;
+struct bufferevent;
+struct evconnlistener;
+struct health_monitor;
+
+enum conn_phase {
+    CONN_CHALLENGED = 0, /* AUTH_CHALLENGE sent, waiting for the response */
+    CONN_AUTHED = 1,     /* AUTH_OK sent, waiting for HELLO */
+    CONN_READY = 2,      /* HELLO done: requests accepted */
+};
+
+struct star_conn {
+    struct star *star;
+    struct bufferevent *bev;
+    struct event *deadline; /* auth deadline, then the frame deadline */
+    struct star_conn *prev, *next;
+    char peer[64];
+    enum conn_phase phase;
+    uint8_t challenge[WIRE_CHALLENGE_LEN];
+    uint32_t refs;    /* the list link plus one per deferred reply */
+    uint32_t pending; /* deferred replies not yet sent */
+    bool closing;     /* close once the output is flushed */
+    bool dead;        /* bufferevent freed; only refs keep it */
+    bool goodbye;     /* GOODBYE received, reply once pending is 0 */
+    bool read_paused; /* output over its limit */
+    uint32_t goodbye_rid;
+};
+
+/* A PUT waiting for its sync round. */
+struct star_put_item {
+    struct star_conn *conn;
+    uint32_t rid;
+    bool existed;
+    uint8_t id[WIRE_ID_LEN];
+    struct star_loc *loc; /* NULL when the chunk was already being stored */
+};
+
+/* A COMMIT waiting for its sync round (owns copies of the manifest). */
+struct star_commit_item {
+    struct star_conn *conn;
+    uint32_t rid;
+    struct wire_commit c; /* path, target, chunks_raw point into buf */
+    uint8_t *buf;
+    /* filled while processing */
+    int rc;
+    uint32_t item;
+    char msg[256];
+    int fd;        /* assembled staging file, fsync pending */
+    bool complete; /* answered COMMIT_OK complete */
+    bool renamed;
+};
+
+struct star_partial; /* a multi-frame COMMIT in progress */
+
+struct star {
+    struct star_config cfg;
+    char *root;
+    uint8_t token[WIRE_TOKEN_MAX];
+    size_t token_len;
+    char name[WIRE_MAX_NAME + 1];
+    int rootfd;
+    struct star_store *store;
+    struct health_monitor *health;
+
+    struct event_base *base;
+    bool own_base;
+    bool own_thread;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+
+    struct evconnlistener *listener;
+    uint16_t port;
+    struct event *drain_timer;
+
+    enum star_state state; /* written on the loop thread under mu */
+    struct star_conn *conns;
+    uint32_t nconns;
+
+    /* sync round */
+    struct event *flush_ev;
+    struct star_put_item *puts;
+    size_t nputs;
+    uint64_t put_bytes;
+    struct star_commit_item *commits;
+    size_t ncommits;
+    struct star_partial *partials;
+
+    uint8_t *scratch;  /* WIRE_MAX_CHUNK: decompressed chunk */
+    uint8_t *scratch2; /* WIRE_MAX_CHUNK: chunk reads */
+    void *zdctx;
+    uint64_t started_ms;
+    struct star_stats stats;
+};
+
+/* ---- star_server.c ---- */
+void star_log(const struct star *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Encode and queue m on c (dropped if c is closing or dead). */
+int star_send(struct star_conn *c, const struct wire_msg *m);
+/* Queue ERROR code/message for request rid; counts the error. */
+void star_send_error(struct star_conn *c, uint32_t rid, int code, uint32_t item,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void star_conn_unref(struct star_conn *c);
+/* One deferred reply has been sent (or dropped). */
+void star_conn_done(struct star_conn *c);
+void star_count_error(struct star *s, int code);
+uint64_t star_now_ms(void);
+
+/* ---- star_put.c ---- */
+int star_batch_init(struct star *s);
+void star_batch_release(struct star *s);
+void star_handle_have(struct star_conn *c, const struct wire_msg *m);
+void star_handle_put(struct star_conn *c, const struct wire_msg *m);
+void star_handle_commit(struct star_conn *c, const struct wire_msg *m);
+/* Run the pending sync round now (PUTs, then COMMITs). */
+void star_flush(struct star *s);
+
+/* ---- star_commit.c ---- */
+/* Assemble, verify and rename a group of commits; fills each item's rc. */
+void star_commit_group(struct star *s, struct star_commit_item *items,
+                       size_t n);
+void star_partials_free(struct star *s);
+
+/* ---- star_fsops.c ---- */
+void star_handle_list(struct star_conn *c, const struct wire_msg *m);
+void star_handle_delete(struct star_conn *c, const struct wire_msg *m);
+void star_handle_health(struct star_conn *c, const struct wire_msg *m);
+
+#endif

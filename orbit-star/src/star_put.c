@@ -1,0 +1,373 @@
+/*
+ * HAVE, PUT and the sync round. PUTs are written as they arrive but
+ * acknowledged only after the round that makes them durable: one fdatasync
+ * per file touched, one LMDB commit for all their index entries. COMMITs
+ * queue behind the PUTs of the same round, so a manifest pipelined after its
+ * chunks finds them durable.
+ */
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "orbit/error.h"
+#include "orbit/wire_path.h"
+#include "star_internal.h"
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+
+int
+star_batch_init(struct star *s)
+{
+    s->puts = calloc(s->cfg.batch_max_chunks, sizeof *s->puts);
+    s->commits = calloc(s->cfg.commit_group_max, sizeof *s->commits);
+    s->flush_ev = evtimer_new(s->base, flush_cb, s);
+    if (!s->puts || !s->commits || !s->flush_ev)
+        return ORBIT_ENOMEM;
+    return 0;
+}
+
+static void
+commit_item_release(struct star_commit_item *it)
+{
+    free(it->buf);
+    it->buf = NULL;
+}
+
+void
+star_batch_release(struct star *s)
+{
+    for (size_t i = 0; i < s->nputs; i++) {
+        free(s->puts[i].loc);
+        star_conn_unref(s->puts[i].conn);
+    }
+    for (size_t i = 0; i < s->ncommits; i++) {
+        commit_item_release(&s->commits[i]);
+        star_conn_unref(s->commits[i].conn);
+    }
+    s->nputs = s->ncommits = 0;
+    free(s->puts);
+    free(s->commits);
+    if (s->flush_ev)
+        event_free(s->flush_ev);
+    s->puts = NULL;
+    s->commits = NULL;
+    s->flush_ev = NULL;
+}
+
+static void
+arm_flush(struct star *s)
+{
+    if (evtimer_pending(s->flush_ev, NULL))
+        return;
+    uint32_t us = s->cfg.batch_delay_us;
+    struct timeval tv = {us / 1000000, (suseconds_t)(us % 1000000)};
+    evtimer_add(s->flush_ev, &tv);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    star_flush(arg);
+}
+
+void
+star_handle_have(struct star_conn *c, const struct wire_msg *m)
+{
+    struct star *s = c->star;
+    uint32_t n = m->u.have.n;
+    uint8_t *bitmap = calloc(1, (size_t)n / 8 + 1);
+    if (!bitmap) {
+        star_send_error(c, m->request_id, ORBIT_ENOMEM, WIRE_NO_ITEM,
+                        "out of memory answering HAVE");
+        return;
+    }
+    int rc = star_store_have(s->store, m->u.have.ids, n, bitmap);
+    if (rc < 0) {
+        star_send_error(c, m->request_id, rc, WIRE_NO_ITEM,
+                        "chunk index lookup failed: %s", orbit_strerror(rc));
+    } else {
+        struct wire_msg r;
+        memset(&r, 0, sizeof r);
+        r.type = WIRE_HAVE_REPLY;
+        r.request_id = m->request_id;
+        r.u.have_reply.n = n;
+        r.u.have_reply.bitmap = bitmap;
+        star_send(c, &r);
+    }
+    free(bitmap);
+}
+
+static void
+hex_id(const uint8_t *id, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < 8; i++) {
+        out[2 * i] = hex[id[i] >> 4];
+        out[2 * i + 1] = hex[id[i] & 15];
+    }
+    out[16] = 0;
+}
+
+/* The raw bytes of a PUT, decompressed into scratch if needed, verified. */
+static int
+put_raw(struct star *s, const struct wire_put *p, const uint8_t **raw)
+{
+    if (p->codec == WIRE_CODEC_RAW) {
+        if (p->data_len != p->raw_len)
+            return ORBIT_EPROTO;
+        *raw = p->data;
+    } else if (p->codec == WIRE_CODEC_ZSTD) {
+        size_t n = ZSTD_decompressDCtx(s->zdctx, s->scratch, WIRE_MAX_CHUNK,
+                                       p->data, p->data_len);
+        if (ZSTD_isError(n) || n != p->raw_len)
+            return ORBIT_ECORRUPT;
+        *raw = s->scratch;
+    } else {
+        return ORBIT_EPROTO;
+    }
+    uint8_t h[32];
+    int rc = star_sha256(*raw, p->raw_len, h);
+    if (rc == 0 && memcmp(h, p->id, 32) != 0)
+        rc = ORBIT_ECORRUPT;
+    return rc;
+}
+
+static bool
+in_batch(const struct star *s, const uint8_t *id)
+{
+    for (size_t i = 0; i < s->nputs; i++)
+        if (s->puts[i].loc && memcmp(s->puts[i].id, id, WIRE_ID_LEN) == 0)
+            return true;
+    return false;
+}
+
+static void
+put_ok(struct star_conn *c, uint32_t rid, const uint8_t *id, bool existed)
+{
+    struct wire_msg r;
+    memset(&r, 0, sizeof r);
+    r.type = WIRE_PUT_OK;
+    r.request_id = rid;
+    memcpy(r.u.put_ok.id, id, WIRE_ID_LEN);
+    r.u.put_ok.existed = existed;
+    star_send(c, &r);
+}
+
+/* Write the chunk where it belongs; loc is filled. */
+static int
+put_store(struct star *s, const struct wire_put *p, const uint8_t *raw,
+          struct star_loc *loc)
+{
+    if (p->has_hint && s->cfg.placement == STAR_PLACE_STAGING &&
+        wire_path_check(p->hint_path, p->hint_path_len, NULL, 0) == 0 &&
+        p->hint_offset <= UINT64_MAX - p->raw_len) {
+        int rc = star_store_put_file(s->store, p->hint_path, p->hint_offset,
+                                     raw, p->raw_len, loc);
+        if (rc != ORBIT_EISDIR && rc != ORBIT_EPATH)
+            return rc;
+    }
+    return star_store_put_pack(s->store, p->id, raw, p->raw_len, loc);
+}
+
+static void
+queue_put(struct star_conn *c, uint32_t rid, const uint8_t *id,
+          struct star_loc *loc, uint32_t bytes)
+{
+    struct star *s = c->star;
+    struct star_put_item *it = &s->puts[s->nputs++];
+    it->conn = c;
+    it->rid = rid;
+    it->existed = loc == NULL;
+    it->loc = loc;
+    memcpy(it->id, id, WIRE_ID_LEN);
+    c->refs++;
+    c->pending++;
+    s->put_bytes += bytes;
+    if (s->nputs >= s->cfg.batch_max_chunks ||
+        s->put_bytes >= s->cfg.batch_max_bytes)
+        star_flush(s);
+    else
+        arm_flush(s);
+}
+
+void
+star_handle_put(struct star_conn *c, const struct wire_msg *m)
+{
+    struct star *s = c->star;
+    const struct wire_put *p = &m->u.put;
+    char idh[17];
+    hex_id(p->id, idh);
+    const uint8_t *raw = NULL;
+    int rc = put_raw(s, p, &raw);
+    if (rc < 0) {
+        star_send_error(c, m->request_id, rc, WIRE_NO_ITEM, "chunk %s: %s", idh,
+                        rc == ORBIT_ECORRUPT
+                            ? "bytes do not match the id; resend it"
+                            : "bad codec or length");
+        return;
+    }
+    bool have = false;
+    rc = star_store_has(s->store, p->id, &have);
+    if (rc == 0 && have) {
+        put_ok(c, m->request_id, p->id, true);
+        return;
+    }
+    if (rc == 0 && in_batch(s, p->id)) {
+        queue_put(c, m->request_id, p->id, NULL, 0);
+        return;
+    }
+    struct star_loc *loc = rc == 0 ? malloc(sizeof *loc) : NULL;
+    if (rc == 0 && !loc)
+        rc = ORBIT_ENOMEM;
+    if (rc == 0)
+        rc = put_store(s, p, raw, loc);
+    if (rc < 0) {
+        free(loc);
+        star_send_error(c, m->request_id, rc, WIRE_NO_ITEM,
+                        "chunk %s not stored: %s", idh, orbit_strerror(rc));
+        return;
+    }
+    s->stats.bytes_received += p->raw_len;
+    s->stats.chunks_received++;
+    queue_put(c, m->request_id, p->id, loc, p->raw_len);
+}
+
+/* ---- COMMIT queueing ---- */
+
+/* Copy the manifest out of the input buffer. */
+static int
+commit_copy(struct star_commit_item *it, const struct wire_commit *c)
+{
+    size_t chunks = (size_t)c->n * (WIRE_ID_LEN + 4);
+    size_t need = c->path_len + 1 + c->target_len + 1 + chunks;
+    it->buf = malloc(need);
+    if (!it->buf)
+        return ORBIT_ENOMEM;
+    it->c = *c;
+    char *p = (char *)it->buf;
+    memcpy(p, c->path, c->path_len);
+    p[c->path_len] = 0;
+    it->c.path = p;
+    p += c->path_len + 1;
+    memcpy(p, c->target, c->target_len);
+    p[c->target_len] = 0;
+    it->c.target = p;
+    p += c->target_len + 1;
+    if (chunks)
+        memcpy(p, c->chunks_raw, chunks);
+    it->c.chunks_raw = (const uint8_t *)p;
+    it->c.chunks = NULL;
+    return 0;
+}
+
+void
+star_handle_commit(struct star_conn *c, const struct wire_msg *m)
+{
+    struct star *s = c->star;
+    char err[256];
+    if (wire_path_check(m->u.commit.path, m->u.commit.path_len, err,
+                        sizeof err) < 0) {
+        star_log(s, "refused COMMIT path from %s: %s", c->peer, err);
+        star_send_error(c, m->request_id, ORBIT_EPATH, WIRE_NO_ITEM, "%s", err);
+        return;
+    }
+    struct star_commit_item *it = &s->commits[s->ncommits];
+    memset(it, 0, sizeof *it);
+    it->fd = -1;
+    if (commit_copy(it, &m->u.commit) < 0) {
+        star_send_error(c, m->request_id, ORBIT_ENOMEM, WIRE_NO_ITEM,
+                        "out of memory for the manifest of %s",
+                        m->u.commit.path);
+        return;
+    }
+    it->conn = c;
+    it->rid = m->request_id;
+    s->ncommits++;
+    c->refs++;
+    c->pending++;
+    if (s->ncommits >= s->cfg.commit_group_max)
+        star_flush(s);
+    else
+        arm_flush(s);
+}
+
+/* ---- the sync round ---- */
+
+static void
+flush_puts(struct star *s)
+{
+    size_t n = s->nputs;
+    const uint8_t **ids = calloc(n ? n : 1, sizeof *ids);
+    const struct star_loc **locs = calloc(n ? n : 1, sizeof *locs);
+    int rc = ids && locs ? 0 : ORBIT_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (s->puts[i].loc) {
+            ids[k] = s->puts[i].id;
+            locs[k++] = s->puts[i].loc;
+        }
+    }
+    if (rc == 0)
+        rc = star_store_sync(s->store);
+    if (rc == 0)
+        rc = star_store_index(s->store, ids, locs, k);
+    s->stats.sync_rounds++;
+    for (size_t i = 0; i < n; i++) {
+        struct star_put_item *it = &s->puts[i];
+        char idh[17];
+        hex_id(it->id, idh);
+        if (rc == 0)
+            put_ok(it->conn, it->rid, it->id, it->existed);
+        else
+            star_send_error(it->conn, it->rid, rc, WIRE_NO_ITEM,
+                            "chunk %s not made durable: %s", idh,
+                            orbit_strerror(rc));
+        free(it->loc);
+        star_conn_done(it->conn);
+    }
+    if (rc < 0)
+        star_log(s, "sync round of %zu chunk(s) failed: %s", n,
+                 orbit_strerror(rc));
+    free(ids);
+    free(locs);
+    s->nputs = 0;
+    s->put_bytes = 0;
+}
+
+static void
+reply_commit(struct star *s, struct star_commit_item *it)
+{
+    if (it->rc == 0) {
+        struct wire_msg r;
+        memset(&r, 0, sizeof r);
+        r.type = WIRE_COMMIT_OK;
+        r.request_id = it->rid;
+        r.u.commit_ok.complete = it->complete;
+        star_send(it->conn, &r);
+        if (it->complete)
+            s->stats.files_committed++;
+    } else {
+        star_send_error(it->conn, it->rid, it->rc, it->item, "%s", it->msg);
+    }
+    commit_item_release(it);
+    star_conn_done(it->conn);
+}
+
+void
+star_flush(struct star *s)
+{
+    if (s->flush_ev)
+        evtimer_del(s->flush_ev);
+    if (s->nputs > 0)
+        flush_puts(s);
+    if (s->ncommits == 0)
+        return;
+    size_t n = s->ncommits;
+    star_commit_group(s, s->commits, n);
+    for (size_t i = 0; i < n; i++)
+        reply_commit(s, &s->commits[i]);
+    s->ncommits = 0;
+}
