@@ -157,37 +157,42 @@ breaker_record_failure(struct breaker *b, uint64_t now_ms)
     res_unlock(&b->mu);
 }
 
+/* A consistent copy of the counters, taken under the lock. */
+struct breaker_view {
+    enum breaker_state state;
+    uint32_t failures;
+    uint64_t trips;
+};
+
+static struct breaker_view
+breaker_view(const struct breaker *b)
+{
+    struct breaker_view v;
+
+    res_lock(&b->mu);
+    v.state = b->state;
+    v.failures = b->failures;
+    v.trips = b->trips;
+    res_unlock(&b->mu);
+    return v;
+}
+
 enum breaker_state
 breaker_state(const struct breaker *b)
 {
-    enum breaker_state s;
-
-    res_lock(&b->mu);
-    s = b->state;
-    res_unlock(&b->mu);
-    return s;
+    return breaker_view(b).state;
 }
 
 uint32_t
 breaker_failures(const struct breaker *b)
 {
-    uint32_t n;
-
-    res_lock(&b->mu);
-    n = b->failures;
-    res_unlock(&b->mu);
-    return n;
+    return breaker_view(b).failures;
 }
 
 uint64_t
 breaker_trips(const struct breaker *b)
 {
-    uint64_t n;
-
-    res_lock(&b->mu);
-    n = b->trips;
-    res_unlock(&b->mu);
-    return n;
+    return breaker_view(b).trips;
 }
 
 const char *

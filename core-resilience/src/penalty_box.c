@@ -122,10 +122,11 @@ penalty_box_free(struct penalty_box *pb)
     free(pb);
 }
 
+/* Validates the box and the key, and measures the key. */
 static int
-pb_key_len(const char *key, size_t *len)
+pb_key_len(const struct penalty_box *pb, const char *key, size_t *len)
 {
-    if (!key || key[0] == '\0')
+    if (!pb || !key || key[0] == '\0')
         return ORBIT_EINVAL;
     *len = strnlen(key, PENALTY_BOX_KEY_MAX + 1);
     return *len > PENALTY_BOX_KEY_MAX ? ORBIT_ETOOBIG : ORBIT_OK;
@@ -178,9 +179,7 @@ penalty_box_penalize(struct penalty_box *pb, const char *key,
     uint64_t now;
     int rc;
 
-    if (!pb)
-        return ORBIT_EINVAL;
-    rc = pb_key_len(key, &len);
+    rc = pb_key_len(pb, key, &len);
     if (rc < 0)
         return rc;
     now = pb->cfg.now_ms(pb->cfg.clock_ctx);
@@ -207,9 +206,7 @@ pb_snapshot(const struct penalty_box *pb, const char *key, struct pb_entry *out)
     size_t len = 0;
     int rc;
 
-    if (!pb)
-        return ORBIT_EINVAL;
-    rc = pb_key_len(key, &len);
+    rc = pb_key_len(pb, key, &len);
     if (rc < 0)
         return rc;
     res_lock(&pb->mu);
@@ -261,9 +258,7 @@ penalty_box_clear(struct penalty_box *pb, const char *key)
     size_t len = 0;
     int rc;
 
-    if (!pb)
-        return ORBIT_EINVAL;
-    rc = pb_key_len(key, &len);
+    rc = pb_key_len(pb, key, &len);
     if (rc < 0)
         return rc;
     res_lock(&pb->mu);

@@ -117,23 +117,6 @@ rm_incref_locked(struct refmap *rm, const uint8_t *id, uint64_t *count)
     return ORBIT_OK;
 }
 
-int
-refmap_incref(struct refmap *rm, const uint8_t id[REFMAP_ID_LEN],
-              uint64_t *out_count)
-{
-    uint64_t count = 0;
-    int rc;
-
-    if (!rm || !id)
-        return ORBIT_EINVAL;
-    res_lock(&rm->mu);
-    rc = rm_incref_locked(rm, id, &count);
-    res_unlock(&rm->mu);
-    if (rc == ORBIT_OK && out_count)
-        *out_count = count;
-    return rc;
-}
-
 static int
 rm_decref_locked(struct refmap *rm, const uint8_t *id, uint64_t *count)
 {
@@ -153,9 +136,10 @@ rm_decref_locked(struct refmap *rm, const uint8_t *id, uint64_t *count)
     return ORBIT_OK;
 }
 
-int
-refmap_decref(struct refmap *rm, const uint8_t id[REFMAP_ID_LEN],
-              uint64_t *out_count)
+typedef int (*rm_op_fn)(struct refmap *, const uint8_t *, uint64_t *);
+
+static int
+rm_apply(struct refmap *rm, const uint8_t *id, uint64_t *out_count, rm_op_fn op)
 {
     uint64_t count = 0;
     int rc;
@@ -163,11 +147,25 @@ refmap_decref(struct refmap *rm, const uint8_t id[REFMAP_ID_LEN],
     if (!rm || !id)
         return ORBIT_EINVAL;
     res_lock(&rm->mu);
-    rc = rm_decref_locked(rm, id, &count);
+    rc = op(rm, id, &count);
     res_unlock(&rm->mu);
     if (rc == ORBIT_OK && out_count)
         *out_count = count;
     return rc;
+}
+
+int
+refmap_incref(struct refmap *rm, const uint8_t id[REFMAP_ID_LEN],
+              uint64_t *out_count)
+{
+    return rm_apply(rm, id, out_count, rm_incref_locked);
+}
+
+int
+refmap_decref(struct refmap *rm, const uint8_t id[REFMAP_ID_LEN],
+              uint64_t *out_count)
+{
+    return rm_apply(rm, id, out_count, rm_decref_locked);
 }
 
 int
@@ -186,26 +184,49 @@ refmap_get(const struct refmap *rm, const uint8_t id[REFMAP_ID_LEN],
     return e ? ORBIT_OK : ORBIT_ENOENT;
 }
 
+struct rm_view {
+    uint64_t seq;
+    uint64_t synced;
+    size_t count;
+    size_t pending;
+};
+
+static struct rm_view
+rm_view(const struct refmap *rm)
+{
+    struct rm_view v;
+
+    res_lock(&rm->mu);
+    v.seq = rm->seq;
+    v.synced = rm->synced;
+    v.count = res_map_count(rm->map);
+    v.pending = rm->pending;
+    res_unlock(&rm->mu);
+    return v;
+}
+
 uint64_t
 refmap_seq(const struct refmap *rm)
 {
-    uint64_t seq;
-
-    res_lock(&rm->mu);
-    seq = rm->seq;
-    res_unlock(&rm->mu);
-    return seq;
+    return rm_view(rm).seq;
 }
 
 uint64_t
 refmap_synced_seq(const struct refmap *rm)
 {
-    uint64_t seq;
+    return rm_view(rm).synced;
+}
 
-    res_lock(&rm->mu);
-    seq = rm->synced;
-    res_unlock(&rm->mu);
-    return seq;
+size_t
+refmap_count(const struct refmap *rm)
+{
+    return rm_view(rm).count;
+}
+
+size_t
+refmap_pending(const struct refmap *rm)
+{
+    return rm_view(rm).pending;
 }
 
 int
@@ -244,28 +265,6 @@ refmap_collect(struct refmap *rm, uint8_t (*out)[REFMAP_ID_LEN], size_t max,
     res_unlock(&rm->mu);
     *n_out = n;
     return ORBIT_OK;
-}
-
-size_t
-refmap_count(const struct refmap *rm)
-{
-    size_t n;
-
-    res_lock(&rm->mu);
-    n = res_map_count(rm->map);
-    res_unlock(&rm->mu);
-    return n;
-}
-
-size_t
-refmap_pending(const struct refmap *rm)
-{
-    size_t n;
-
-    res_lock(&rm->mu);
-    n = rm->pending;
-    res_unlock(&rm->mu);
-    return n;
 }
 
 struct rm_check_ctx {
