@@ -186,6 +186,7 @@ check_lookup(const struct lookup *q)
         (q->help && strlen(q->help) > METRICS_MAX_HELP))
         return ORBIT_ETOOBIG;
     if (!metrics_name_valid(q->name) ||
+        (q->help && !prov_utf8_valid(q->help)) ||
         strcmp(q->name, METRICS_DROPPED_FAMILY) == 0)
         return ORBIT_EINVAL;
     if (q->n_labels > METRICS_MAX_LABELS)
@@ -197,6 +198,8 @@ check_lookup(const struct lookup *q)
             return ORBIT_EINVAL;
         if (strlen(l->value) > METRICS_MAX_LABEL_VALUE)
             return ORBIT_ETOOBIG;
+        if (!prov_utf8_valid(l->value))
+            return ORBIT_EINVAL;
         for (size_t j = 0; j < i; j++)
             if (strcmp(q->labels[j].name, l->name) == 0)
                 return ORBIT_EINVAL;

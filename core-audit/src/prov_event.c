@@ -243,8 +243,8 @@ prov_ts_parse(const char *text, int64_t *ts_us)
 
 /* ---- strings ---- */
 
-static size_t
-utf8_seq_len(const unsigned char *s, size_t n)
+size_t
+prov_utf8_seq_len(const unsigned char *s, size_t n)
 {
     const unsigned char c = s[0];
     if (c < 0x80)
@@ -291,7 +291,7 @@ dup_utf8(const char *s, size_t max, char **out)
     const unsigned char *u = (const unsigned char *)s;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        const size_t len = utf8_seq_len(u + i, n - i);
+        const size_t len = prov_utf8_seq_len(u + i, n - i);
         if (len == 0) {
             memcpy(copy + o, "\xEF\xBF\xBD", 3);
             o += 3;
@@ -555,10 +555,16 @@ static bool
 utf8_valid(const char *s, size_t max)
 {
     const size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return false;
+    return n > 0 && n <= max && prov_utf8_valid(s);
+}
+
+bool
+prov_utf8_valid(const char *s)
+{
+    const size_t n = strlen(s);
     for (size_t i = 0; i < n;) {
-        const size_t len = utf8_seq_len((const unsigned char *)s + i, n - i);
+        const size_t len =
+            prov_utf8_seq_len((const unsigned char *)s + i, n - i);
         if (len == 0)
             return false;
         i += len;

@@ -88,6 +88,11 @@ Test(metrics, lookup_must_agree_with_the_family)
                  ORBIT_EINVAL, "other label count");
     cr_assert_eq(metrics_counter_get(reg, "y", "", dup, 2, &c), ORBIT_EINVAL);
     cr_assert_eq(metrics_counter_get(reg, "y", "", bad, 1, &c), ORBIT_EINVAL);
+    const struct metrics_label latin1[] = {{"path", "caf\xe9"}};
+    cr_assert_eq(metrics_counter_get(reg, "y", "", latin1, 1, &c),
+                 ORBIT_EINVAL);
+    cr_assert_eq(metrics_counter_get(reg, "y", "\xff", NULL, 0, &c),
+                 ORBIT_EINVAL);
     cr_assert_eq(metrics_counter_get(reg, "bad name", "", NULL, 0, &c),
                  ORBIT_EINVAL);
     cr_assert_eq(metrics_counter_get(reg, "orbit_metrics_dropped_series_total",

@@ -25,8 +25,9 @@
  * metrics_registry_free(). Label and HELP strings are copied. The caller
  * frees the string of metrics_render_alloc() with free().
  *
- * Errors: ORBIT_EINVAL (bad name, label name, bucket list, or a lookup that
- * disagrees with the registered family), ORBIT_ETOOBIG (a name, HELP or label
+ * Errors: ORBIT_EINVAL (bad name, label name, bucket list, HELP or label
+ * value that is not UTF-8, or a lookup that disagrees with the registered
+ * family), ORBIT_ETOOBIG (a name, HELP or label
  * value past its METRICS_MAX_* bound, too many labels or buckets),
  * ORBIT_EFULL (series cap reached; render buffer too small), ORBIT_ENOENT
  * (quantile of an empty histogram), ORBIT_ENOMEM.
