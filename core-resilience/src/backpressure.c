@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "orbit/error.h"
+#include "res_alloc.h"
 #include "res_lock.h"
 #include "res_map.h"
 
@@ -76,7 +77,7 @@ backpressure_guard_new(const struct backpressure_config *cfg,
         backpressure_config_default(&c);
     if (!bp_config_valid(&c))
         return ORBIT_EINVAL;
-    g = calloc(1, sizeof *g);
+    g = res_calloc(1, sizeof *g);
     if (!g)
         return ORBIT_ENOMEM;
     g->cfg = c;
@@ -253,7 +254,7 @@ backpressure_registry_new(const struct backpressure_config *cfg,
     *out = NULL;
     if (max_guards == 0)
         return ORBIT_EINVAL;
-    reg = calloc(1, sizeof *reg);
+    reg = res_calloc(1, sizeof *reg);
     if (!reg)
         return ORBIT_ENOMEM;
     if (cfg)

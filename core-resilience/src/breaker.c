@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "orbit/error.h"
+#include "res_alloc.h"
 #include "res_lock.h"
 
 struct breaker {
@@ -39,7 +40,7 @@ breaker_new(const struct breaker_config *cfg, struct breaker **out)
     if (!out)
         return ORBIT_EINVAL;
     *out = NULL;
-    b = calloc(1, sizeof *b);
+    b = res_calloc(1, sizeof *b);
     if (!b)
         return ORBIT_ENOMEM;
     if (cfg)

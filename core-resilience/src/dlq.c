@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "orbit/error.h"
+#include "res_alloc.h"
 #include "res_lock.h"
 
 struct dlq {
@@ -72,10 +73,10 @@ dlq_new(const struct dlq_config *cfg, struct dlq **out)
         dlq_config_default(&c);
     if (c.capacity == 0 || c.capacity > DLQ_CAPACITY_MAX)
         return ORBIT_EINVAL;
-    q = calloc(1, sizeof *q);
+    q = res_calloc(1, sizeof *q);
     if (!q)
         return ORBIT_ENOMEM;
-    q->ring = calloc(c.capacity, sizeof *q->ring);
+    q->ring = res_calloc(c.capacity, sizeof *q->ring);
     if (!q->ring || pthread_mutex_init(&q->mu, NULL) != 0) {
         free(q->ring);
         free(q);
@@ -136,7 +137,7 @@ dlq_strdup_cut(const char *s, size_t max)
         while (len > 0 && ((unsigned char)s[len] & 0xC0u) == 0x80u)
             len--;
     }
-    copy = malloc(len + 1);
+    copy = res_malloc(len + 1);
     if (!copy)
         return NULL;
     memcpy(copy, s, len);
@@ -230,7 +231,7 @@ dlq_drain(struct dlq *q, struct dlq_entry **out, size_t *n_out)
     *n_out = 0;
     res_lock(&q->mu);
     if (q->len > 0) {
-        arr = calloc(q->len, sizeof *arr);
+        arr = res_calloc(q->len, sizeof *arr);
         if (!arr) {
             res_unlock(&q->mu);
             return ORBIT_ENOMEM;
@@ -315,7 +316,7 @@ dlq_query_job(const struct dlq *q, const char *job_id, struct dlq_entry **out,
     n = dlq_count_job_locked(q, job_id);
     if (n == 0)
         goto out;
-    arr = calloc(n, sizeof *arr);
+    arr = res_calloc(n, sizeof *arr);
     rc = arr ? dlq_copy_job_locked(q, job_id, arr, n) : ORBIT_ENOMEM;
     if (rc < 0) {
         free(arr);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "orbit/error.h"
+#include "res_alloc.h"
 #include "res_lock.h"
 
 #define HEALTH_RING_MAX (1u << 20)
@@ -66,7 +67,7 @@ hm_config_valid(const struct health_config *c)
 static int
 hm_ring_init(struct hm_ring *r, size_t cap)
 {
-    r->s = calloc(cap, sizeof *r->s);
+    r->s = res_calloc(cap, sizeof *r->s);
     r->cap = cap;
     r->head = 0;
     r->len = 0;
@@ -99,7 +100,7 @@ health_new(const struct health_config *cfg, struct health_monitor **out)
     if (!out)
         return ORBIT_EINVAL;
     *out = NULL;
-    h = calloc(1, sizeof *h);
+    h = res_calloc(1, sizeof *h);
     if (!h)
         return ORBIT_ENOMEM;
     if (cfg)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "orbit/error.h"
+#include "res_alloc.h"
 #include "res_lock.h"
 #include "res_map.h"
 
@@ -89,7 +90,7 @@ penalty_box_new(const struct penalty_box_config *cfg, struct penalty_box **out)
     if (!out)
         return ORBIT_EINVAL;
     *out = NULL;
-    pb = calloc(1, sizeof *pb);
+    pb = res_calloc(1, sizeof *pb);
     if (!pb)
         return ORBIT_ENOMEM;
     if (cfg)
@@ -143,7 +144,7 @@ pb_lookup_or_add(struct penalty_box *pb, const char *key, size_t len,
         *out = e;
         return ORBIT_OK;
     }
-    e = calloc(1, sizeof *e);
+    e = res_calloc(1, sizeof *e);
     if (!e)
         return ORBIT_ENOMEM;
     rc = res_map_insert(pb->map, key, len, e);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "orbit/error.h"
+#include "res_alloc.h"
 #include "res_lock.h"
 #include "res_map.h"
 
@@ -37,7 +38,7 @@ refmap_new(size_t max_entries, struct refmap **out)
     *out = NULL;
     if (max_entries == 0)
         return ORBIT_EINVAL;
-    rm = calloc(1, sizeof *rm);
+    rm = res_calloc(1, sizeof *rm);
     if (!rm)
         return ORBIT_ENOMEM;
     rc = res_map_new(max_entries, &rm->map);
@@ -97,7 +98,7 @@ rm_incref_locked(struct refmap *rm, const uint8_t *id, uint64_t *count)
     int rc;
 
     if (!e) {
-        e = calloc(1, sizeof *e);
+        e = res_calloc(1, sizeof *e);
         if (!e)
             return ORBIT_ENOMEM;
         memcpy(e->id, id, REFMAP_ID_LEN);

@@ -1,3 +1,4 @@
+#include "res_alloc.h"
 #include "res_map.h"
 
 #include <stdint.h>
@@ -47,10 +48,10 @@ res_map_new(size_t max_entries, struct res_map **out)
     *out = NULL;
     if (max_entries == 0)
         return ORBIT_EINVAL;
-    m = calloc(1, sizeof *m);
+    m = res_calloc(1, sizeof *m);
     if (!m)
         return ORBIT_ENOMEM;
-    m->buckets = calloc(RES_MAP_MIN_BUCKETS, sizeof *m->buckets);
+    m->buckets = res_calloc(RES_MAP_MIN_BUCKETS, sizeof *m->buckets);
     if (!m->buckets) {
         free(m);
         return ORBIT_ENOMEM;
@@ -110,7 +111,7 @@ res_grow(struct res_map *m)
 
     if (nb < m->nbuckets || nb > SIZE_MAX / sizeof *b)
         return;
-    b = calloc(nb, sizeof *b);
+    b = res_calloc(nb, sizeof *b);
     if (!b)
         return;
     for (size_t i = 0; i < m->nbuckets; i++) {
@@ -142,7 +143,7 @@ res_map_insert(struct res_map *m, const void *key, size_t len, void *val)
         return ORBIT_EFULL;
     if (len > SIZE_MAX - sizeof *n)
         return ORBIT_ETOOBIG;
-    n = malloc(sizeof *n + len);
+    n = res_malloc(sizeof *n + len);
     if (!n)
         return ORBIT_ENOMEM;
     n->hash = h;
