@@ -346,6 +346,8 @@ dispatch(struct wire_client *c, int rc, const struct wire_msg *m)
     if (rc == 0 && m->type == WIRE_BULLETIN) {
         if (c->cfg.on_bulletin && c->state == CS_READY)
             c->cfg.on_bulletin(c->cfg.arg, &m->u.bulletin);
+    } else if (rc == 0 && m->type == WIRE_ERROR && m->request_id == 0) {
+        fail_session(c, m->u.error.code); /* about the session itself */
     } else if (c->state == CS_READY) {
         reply(c, rc, m);
     } else if (rc < 0) {

@@ -131,6 +131,8 @@ await(struct wire_sync *s, uint32_t id, uint8_t want, struct wire_msg *m)
         int rc = recv_msg(s, m);
         if (rc < 0)
             return rc;
+        if (m->type == WIRE_ERROR && m->request_id == 0)
+            return m->u.error.code; /* about the session itself */
         if (m->type == WIRE_BULLETIN || m->request_id != id)
             continue;
         if (m->type == WIRE_ERROR)

@@ -519,6 +519,22 @@ Test(wire_client, unusable_header_ends_the_session, .init = setup,
     cr_assert_eq(w.recs[0].calls, 1);
 }
 
+Test(wire_client, session_error_ends_the_session, .init = setup,
+     .fini = teardown)
+{
+    struct wire_client_config cfg = config();
+    w.star.ignore = WIRE_HEALTH;
+    cr_assert_eq(wire_client_new(w.base, &cfg, &w.c), 0);
+    cr_assert_eq(wire_client_health(w.c, record, &w.recs[0], NULL), 0);
+    run_until(&w.ready_calls, 1);
+    struct wire_msg m;
+    wire_error_init(&m, 0, ORBIT_ESTATE, "star stopping", WIRE_NO_ITEM);
+    fake_send(&w.star, &m);
+    run_until(&w.closed_calls, 1);
+    cr_assert_eq(w.closed_status, ORBIT_ESTATE);
+    cr_assert_eq(w.recs[0].status, ORBIT_ECLOSED);
+}
+
 static void
 free_from_callback(void *arg, int status, const struct wire_msg *reply)
 {
