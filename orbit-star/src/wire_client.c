@@ -451,9 +451,12 @@ dup_or_null(const char *s, bool *fail)
 {
     if (!s)
         return NULL;
-    char *d = strdup(s);
+    size_t n = strlen(s) + 1;
+    char *d = wire_malloc(n);
     if (!d)
         *fail = true;
+    else
+        memcpy(d, s, n);
     return d;
 }
 
@@ -482,7 +485,7 @@ configure(struct wire_client *c, const struct wire_client_config *cfg)
     while (cap < want && cap < MAX_PENDING)
         cap <<= 1;
     c->mask = cap - 1;
-    c->slots = calloc(cap, sizeof *c->slots);
+    c->slots = wire_calloc(cap, sizeof *c->slots);
     c->held = evbuffer_new();
     return (fail || !c->slots || !c->held) ? ORBIT_ENOMEM : 0;
 }
@@ -542,7 +545,7 @@ wire_client_new(struct event_base *base, const struct wire_client_config *cfg,
     if (!base || !cfg || !out || !cfg->token || cfg->token_len == 0 ||
         cfg->token_len > WIRE_TOKEN_MAX || (cfg->fd < 0 && !cfg->host))
         return ORBIT_EINVAL;
-    struct wire_client *c = calloc(1, sizeof *c);
+    struct wire_client *c = wire_calloc(1, sizeof *c);
     if (!c)
         return ORBIT_ENOMEM;
     c->base = base;

@@ -14,6 +14,12 @@
 int wire_auth_hmac(const uint8_t *key, size_t key_len, const uint8_t *data,
                    size_t data_len, uint8_t out[32]);
 
+/* Allocation seam (wire_alloc.c): weak, replaced by tests to fail the Nth
+ * allocation. Memory is released with free(). */
+void *wire_malloc(size_t size);
+void *wire_calloc(size_t n, size_t size);
+void *wire_realloc(void *p, size_t size);
+
 struct wire_msg;
 
 /* The AUTH_RESPONSE to a received AUTH_CHALLENGE; an ERROR received instead

@@ -91,7 +91,7 @@ send_msg(struct wire_sync *s, const struct wire_msg *m)
     int rc = wire_encoded_len(m, &len);
     if (rc < 0)
         return rc;
-    uint8_t *out = malloc(len);
+    uint8_t *out = wire_malloc(len);
     if (!out)
         return ORBIT_ENOMEM;
     rc = wire_encode(m, out, len, &written);
@@ -113,7 +113,7 @@ recv_msg(struct wire_sync *s, struct wire_msg *m)
     if (rc < 0)
         return rc;
     if (hdr.payload_len > s->cap) {
-        uint8_t *n = realloc(s->buf, hdr.payload_len);
+        uint8_t *n = wire_realloc(s->buf, hdr.payload_len);
         if (!n)
             return ORBIT_ENOMEM;
         s->buf = n;
@@ -180,7 +180,7 @@ wire_sync_from_fd(int fd, const uint8_t *token, size_t token_len,
             close(fd);
         return ORBIT_EINVAL;
     }
-    struct wire_sync *s = calloc(1, sizeof *s);
+    struct wire_sync *s = wire_calloc(1, sizeof *s);
     if (!s) {
         close(fd);
         return ORBIT_ENOMEM;

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,33 @@
 
 #define TOKEN  "t0ken-for-tests"
 #define MAXREQ 256
+
+/* Strong definitions of the allocation seam: fail the Nth allocation. */
+static int alloc_count, alloc_fail_at;
+
+static bool
+alloc_fails(void)
+{
+    return alloc_fail_at > 0 && ++alloc_count == alloc_fail_at;
+}
+
+void *
+wire_malloc(size_t size)
+{
+    return alloc_fails() ? NULL : malloc(size);
+}
+
+void *
+wire_calloc(size_t n, size_t size)
+{
+    return alloc_fails() ? NULL : calloc(n, size);
+}
+
+void *
+wire_realloc(void *p, size_t size)
+{
+    return alloc_fails() ? NULL : realloc(p, size);
+}
 
 /* ---- the fake star ---- */
 
@@ -690,4 +718,49 @@ Test(wire_sync, wrong_token_is_eauth)
                  ORBIT_EAUTH);
     cr_assert_null(s);
     threaded_stop(&th);
+}
+
+Test(wire_client, every_allocation_failure_is_clean, .init = setup,
+     .fini = teardown)
+{
+    struct wire_client_config cfg = config();
+    int rc = ORBIT_ENOMEM;
+    int n;
+    for (n = 1; n < 50 && rc == ORBIT_ENOMEM; n++) {
+        alloc_count = 0;
+        alloc_fail_at = n;
+        rc = wire_client_new(w.base, &cfg, &w.c);
+        if (rc == ORBIT_ENOMEM)
+            cr_assert_neq(fcntl(w.sv[0], F_GETFD), -1, "caller keeps its fd");
+    }
+    alloc_fail_at = 0;
+    cr_assert_eq(rc, 0);
+    cr_assert_gt(n, 3, "the seam was used");
+    cr_assert_eq(wire_client_health(w.c, record, &w.recs[0], NULL), 0);
+    run_until(&w.completed, 1);
+    cr_assert_eq(w.recs[0].status, 0);
+}
+
+Test(wire_sync, every_allocation_failure_is_clean)
+{
+    int rc = ORBIT_ENOMEM;
+    int n;
+    for (n = 1; n < 50 && rc == ORBIT_ENOMEM; n++) {
+        struct threaded th;
+        threaded_start(&th);
+        struct wire_sync *s = NULL;
+        alloc_count = 0;
+        alloc_fail_at = n;
+        rc = wire_sync_from_fd(th.client_fd, (const uint8_t *)TOKEN,
+                               strlen(TOKEN), "sync", 5000, &s);
+        alloc_fail_at = 0;
+        if (rc == 0) {
+            struct wire_msg req = {.type = WIRE_GOODBYE}, rep;
+            cr_assert_eq(wire_sync_request(s, &req, &rep), 0);
+        }
+        wire_sync_free(s);
+        threaded_stop(&th);
+    }
+    cr_assert_eq(rc, 0);
+    cr_assert_gt(n, 3, "the seam was used");
 }
