@@ -8,8 +8,12 @@
 #include "res_alloc.h"
 #include "res_lock.h"
 
+/* The ring starts small so a large capacity costs nothing until used. */
+#define DLQ_INITIAL_SLOTS 64u
+
 struct dlq {
-    struct dlq_entry *ring; /* capacity slots, len live from head */
+    struct dlq_entry *ring; /* slots entries, len live from head */
+    size_t slots;           /* grows by doubling up to capacity */
     size_t capacity;
     size_t head;
     size_t len;
@@ -18,6 +22,13 @@ struct dlq {
     void *clock_ctx;
     pthread_mutex_t mu;
 };
+
+/* The i-th oldest live entry. */
+static struct dlq_entry *
+dlq_slot(const struct dlq *q, size_t i)
+{
+    return &q->ring[(q->head + i) % q->slots];
+}
 
 static const char *const dlq_reason_names[DLQ_REASON_COUNT] = {
     [DLQ_RETRIES_EXHAUSTED] = "retries_exhausted",
@@ -76,7 +87,8 @@ dlq_new(const struct dlq_config *cfg, struct dlq **out)
     q = res_calloc(1, sizeof *q);
     if (!q)
         return ORBIT_ENOMEM;
-    q->ring = res_calloc(c.capacity, sizeof *q->ring);
+    q->slots = c.capacity < DLQ_INITIAL_SLOTS ? c.capacity : DLQ_INITIAL_SLOTS;
+    q->ring = res_calloc(q->slots, sizeof *q->ring);
     if (!q->ring || pthread_mutex_init(&q->mu, NULL) != 0) {
         free(q->ring);
         free(q);
@@ -116,7 +128,7 @@ dlq_free(struct dlq *q)
     if (!q)
         return;
     for (size_t i = 0; i < q->len; i++)
-        dlq_entry_release(&q->ring[(q->head + i) % q->capacity]);
+        dlq_entry_release(dlq_slot(q, i));
     free(q->ring);
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -186,6 +198,39 @@ dlq_entry_build(const struct dlq_failure *f, struct dlq_entry *e)
     return ORBIT_OK;
 }
 
+/* Doubles the ring, oldest entry first at index 0. */
+static int
+dlq_grow(struct dlq *q)
+{
+    size_t slots = q->slots * 2 < q->capacity ? q->slots * 2 : q->capacity;
+    struct dlq_entry *ring = res_calloc(slots, sizeof *ring);
+
+    if (!ring)
+        return ORBIT_ENOMEM;
+    for (size_t i = 0; i < q->len; i++)
+        ring[i] = *dlq_slot(q, i);
+    free(q->ring);
+    q->ring = ring;
+    q->slots = slots;
+    q->head = 0;
+    return ORBIT_OK;
+}
+
+/* Ensures a free slot: grows below capacity, evicts the oldest at it. */
+static int
+dlq_make_room(struct dlq *q)
+{
+    if (q->len < q->slots)
+        return ORBIT_OK;
+    if (q->slots < q->capacity)
+        return dlq_grow(q);
+    dlq_entry_release(dlq_slot(q, 0));
+    q->head = (q->head + 1) % q->slots;
+    q->len--;
+    q->evicted++;
+    return ORBIT_OK;
+}
+
 int
 dlq_push(struct dlq *q, const struct dlq_failure *f)
 {
@@ -208,16 +253,15 @@ dlq_push(struct dlq *q, const struct dlq_failure *f)
     if (rc < 0)
         return rc;
     res_lock(&q->mu);
-    if (q->len == q->capacity) {
-        dlq_entry_release(&q->ring[q->head]);
-        q->head = (q->head + 1) % q->capacity;
-        q->len--;
-        q->evicted++;
+    rc = dlq_make_room(q);
+    if (rc == ORBIT_OK) {
+        *dlq_slot(q, q->len) = e;
+        q->len++;
     }
-    q->ring[(q->head + q->len) % q->capacity] = e;
-    q->len++;
     res_unlock(&q->mu);
-    return ORBIT_OK;
+    if (rc < 0)
+        dlq_entry_release(&e);
+    return rc;
 }
 
 int
@@ -237,7 +281,7 @@ dlq_drain(struct dlq *q, struct dlq_entry **out, size_t *n_out)
             return ORBIT_ENOMEM;
         }
         for (size_t i = 0; i < q->len; i++) {
-            struct dlq_entry *slot = &q->ring[(q->head + i) % q->capacity];
+            struct dlq_entry *slot = dlq_slot(q, i);
             arr[i] = *slot;
             memset(slot, 0, sizeof *slot);
         }
@@ -275,7 +319,7 @@ dlq_count_job_locked(const struct dlq *q, const char *job_id)
     size_t n = 0;
 
     for (size_t i = 0; i < q->len; i++)
-        if (strcmp(q->ring[(q->head + i) % q->capacity].job_id, job_id) == 0)
+        if (strcmp(dlq_slot(q, i)->job_id, job_id) == 0)
             n++;
     return n;
 }
@@ -287,7 +331,7 @@ dlq_copy_job_locked(const struct dlq *q, const char *job_id,
     size_t k = 0;
 
     for (size_t i = 0; i < q->len && k < n; i++) {
-        const struct dlq_entry *e = &q->ring[(q->head + i) % q->capacity];
+        const struct dlq_entry *e = dlq_slot(q, i);
         if (strcmp(e->job_id, job_id) != 0)
             continue;
         if (dlq_entry_copy(e, &arr[k]) < 0) {
@@ -399,10 +443,11 @@ dlq_check(const struct dlq *q)
     if (!q || !q->ring || !q->now_ms || q->capacity == 0)
         return ORBIT_ECORRUPT;
     res_lock(&q->mu);
-    if (q->len > q->capacity || q->head >= q->capacity)
+    if (q->slots == 0 || q->slots > q->capacity || q->len > q->slots ||
+        q->head >= q->slots)
         rc = ORBIT_ECORRUPT;
-    for (size_t i = 0; rc == ORBIT_OK && i < q->capacity; i++) {
-        size_t age = (i + q->capacity - q->head) % q->capacity;
+    for (size_t i = 0; rc == ORBIT_OK && i < q->slots; i++) {
+        size_t age = (i + q->slots - q->head) % q->slots;
         const struct dlq_entry *e = &q->ring[i];
         bool live = age < q->len;
         if (live ? !dlq_entry_valid(e) : !dlq_slot_empty(e))

@@ -96,9 +96,9 @@ dlq_scenario(void)
     struct dlq_entry *e = NULL;
     size_t n = 0;
     dlq_config_default(&cfg);
-    cfg.capacity = 4;
+    cfg.capacity = 70; /* past the initial ring, then evicting */
     int rc = dlq_new(&cfg, &q);
-    for (int i = 0; rc == 0 && i < 6; i++) {
+    for (int i = 0; rc == 0 && i < 75; i++) {
         struct dlq_failure f = {.key = "k",
                                 .job_id = i % 2 ? "a" : "b",
                                 .last_error = "boom",

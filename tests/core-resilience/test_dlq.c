@@ -432,3 +432,38 @@ Test(dlq, concurrent_push_and_drain_lose_nothing)
     cr_assert_eq(total, 3 * 500, "every push is drained, queued or evicted");
     dlq_free(q);
 }
+
+Test(dlq, growth_past_initial_slots_keeps_order)
+{
+    struct dlq *q = dlq_make(300);
+    char key[16];
+    for (int i = 0; i < 310; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        struct dlq_failure f = failure(key, i % 2 ? "odd" : "even");
+        push_ok(q, &f);
+    }
+    cr_assert_eq(dlq_count(q), 300);
+    cr_assert_eq(dlq_evicted(q), 10);
+    cr_assert_eq(dlq_count_job(q, "odd"), 150);
+    struct dlq_entry *e;
+    size_t n;
+    cr_assert_eq(dlq_drain(q, &e, &n), 0);
+    cr_assert_eq(n, 300);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "k%zu", i + 10);
+        cr_assert_str_eq(e[i].key, key);
+    }
+    dlq_entries_free(e, n);
+    DLQ_OK(q);
+    dlq_free(q);
+}
+
+Test(dlq, maximum_capacity_costs_nothing_until_used)
+{
+    struct dlq *q = dlq_make(DLQ_CAPACITY_MAX);
+    struct dlq_failure f = failure("k", "j");
+    push_ok(q, &f);
+    cr_assert_eq(dlq_capacity(q), DLQ_CAPACITY_MAX);
+    cr_assert_eq(dlq_count(q), 1);
+    dlq_free(q);
+}

@@ -6,7 +6,8 @@
  * pushed here so the rest of the job can finish; the job's final report
  * drains or queries the queue. The queue is bounded: a push into a full
  * queue evicts the oldest entry and counts the eviction (the journal keeps
- * the durable record).
+ * the durable record). Memory grows with use, so a large capacity costs
+ * nothing until it fills.
  *
  * Ownership: dlq_push copies every string of the failure it is given.
  * Entries handed out by dlq_drain and dlq_query_job belong to the caller,
