@@ -68,7 +68,7 @@ struct wire_client_config {
     size_t low_water;            /* on_drain threshold; 0: max_out_bytes/4 */
     /* Exactly once: 0 with the star's HELLO_OK, or the failure (EAUTH,
      * ECONNECT, ETIMEDOUT, EVERSION, ECLOSED...) after which the client is
-     * closed. */
+     * closed. hello (star name, limits) is valid during the call only. */
     void (*on_ready)(void *arg, int status, const struct wire_hello_ok *hello);
     /* Once, when a session that was ready ends (ECLOSED, EPROTO...), after
      * every pending callback has been called. */
