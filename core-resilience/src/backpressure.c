@@ -183,6 +183,8 @@ backpressure_release(struct backpressure_guard *g, uint64_t objects,
 bool
 backpressure_should_pause(const struct backpressure_guard *g)
 {
+    if (!g)
+        return false;
     return atomic_load(&g->objects) >= g->cfg.max_objects ||
            atomic_load(&g->bytes) >= g->cfg.max_bytes;
 }
@@ -190,6 +192,8 @@ backpressure_should_pause(const struct backpressure_guard *g)
 bool
 backpressure_can_resume(const struct backpressure_guard *g)
 {
+    if (!g)
+        return false;
     return atomic_load(&g->objects) <= g->low_objects &&
            atomic_load(&g->bytes) <= g->low_bytes;
 }
@@ -197,7 +201,11 @@ backpressure_can_resume(const struct backpressure_guard *g)
 bool
 backpressure_paused(struct backpressure_guard *g)
 {
-    bool was = atomic_load(&g->paused);
+    bool was;
+
+    if (!g)
+        return false;
+    was = atomic_load(&g->paused);
 
     if (!was && backpressure_should_pause(g))
         atomic_compare_exchange_strong(&g->paused, &was, true);
@@ -210,6 +218,11 @@ void
 backpressure_stats(const struct backpressure_guard *g,
                    struct backpressure_stats *out)
 {
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!g)
+        return;
     out->objects = atomic_load(&g->objects);
     out->bytes = atomic_load(&g->bytes);
     out->peak_objects = atomic_load(&g->peak_objects);
@@ -223,7 +236,8 @@ void
 backpressure_limits(const struct backpressure_guard *g,
                     struct backpressure_config *out)
 {
-    *out = g->cfg;
+    if (g && out)
+        *out = g->cfg;
 }
 
 int

@@ -168,8 +168,10 @@ struct breaker_view {
 static struct breaker_view
 breaker_view(const struct breaker *b)
 {
-    struct breaker_view v;
+    struct breaker_view v = {BREAKER_CLOSED, 0, 0};
 
+    if (!b)
+        return v;
     res_lock(&b->mu);
     v.state = b->state;
     v.failures = b->failures;

@@ -285,6 +285,8 @@ penalty_box_count(const struct penalty_box *pb)
 uint64_t
 penalty_box_now(const struct penalty_box *pb)
 {
+    if (!pb)
+        return 0;
     return pb->cfg.now_ms(pb->cfg.clock_ctx);
 }
 

@@ -195,8 +195,10 @@ struct rm_view {
 static struct rm_view
 rm_view(const struct refmap *rm)
 {
-    struct rm_view v;
+    struct rm_view v = {0, 0, 0, 0};
 
+    if (!rm)
+        return v;
     res_lock(&rm->mu);
     v.seq = rm->seq;
     v.synced = rm->synced;
