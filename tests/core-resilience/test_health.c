@@ -409,3 +409,20 @@ Test(health, concurrent_feed_and_evaluate)
     cr_assert_gt(r.error_fraction, 0.0);
     health_free(h);
 }
+
+Test(health, rate_ring_bounds_the_window)
+{
+    struct health_config c;
+    health_config_default(&c);
+    c.rate_ring = 4;
+    struct health_monitor *h = hm_make(&c);
+    ops(h, 0, 100, 100); /* falls out after four newer samples */
+    for (int i = 0; i < 3; i++)
+        ops(h, 1, 10, 0);
+    cr_assert_eq(health_evaluate(h, 1, NULL), HEALTH_ERROR_RATE_HIGH);
+    ops(h, 1, 10, 0);
+    struct health_report r;
+    cr_assert_eq(health_evaluate(h, 1, &r), HEALTH_HEALTHY);
+    cr_assert_float_eq(r.error_fraction, 0.0, 1e-12);
+    health_free(h);
+}

@@ -20,6 +20,9 @@
  *   error_rate_high          errors/ops over window_ms above error_rate
  *                            (0.1), once at least error_min_ops (20) ops
  *
+ * Windows cover at most rate_ring samples of each kind: feed samples at a
+ * pace that fits (one per second by default fits a 60 s window).
+ *
  * No bit set means healthy. Status: unhealthy when disk_critical or
  * disk_exhaustion_predicted is set, degraded for any other advisory,
  * healthy otherwise.
