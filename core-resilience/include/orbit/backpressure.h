@@ -4,12 +4,16 @@
  *
  * A guard admits work while both counters stay within their limits
  * (default 10,000 objects and 1 GiB). backpressure_try_acquire never blocks:
- * it either reserves both amounts or reserves nothing. Oversize rule: a
- * single request larger than a limit (one chunk bigger than max_bytes, or a
- * batch of more than max_objects) is admitted when that counter is zero,
- * because otherwise it could never go and the transfer would deadlock; while
- * it is held the counter stands above its limit and nothing else is
- * admitted on that counter.
+ * it either reserves both amounts or reserves nothing. It reserves objects
+ * first and backs them out if the bytes do not fit, so under contention a
+ * request may be refused while another is being backed out; a refusal is
+ * only ever a "try again", never an overrun.
+ *
+ * Oversize rule: a single request larger than a limit (one chunk bigger than
+ * max_bytes, or a batch of more than max_objects) is admitted when that
+ * counter is zero, because otherwise it could never go and the transfer would
+ * deadlock; while it is held the counter stands above its limit and nothing
+ * else is admitted on that counter.
  *
  * Watermarks give hysteresis so the scheduler does not flap: the high mark
  * is the limit itself, the low mark low_fraction of it (default 50%).
