@@ -534,36 +534,43 @@ Test(wire_client, large_chunks_bulletins_and_bad_replies, .init = setup,
     cr_assert(wire_client_ready(w.c));
 }
 
-Test(wire_client, unusable_header_ends_the_session, .init = setup,
-     .fini = teardown)
+/* A ready session with one HEALTH the star never answers. */
+static void
+start_with_unanswered_health(void)
 {
     struct wire_client_config cfg = config();
     w.star.ignore = WIRE_HEALTH;
     cr_assert_eq(wire_client_new(w.base, &cfg, &w.c), 0);
     cr_assert_eq(wire_client_health(w.c, record, &w.recs[0], NULL), 0);
     run_until(&w.ready_calls, 1);
-    const uint8_t bad[WIRE_HDR_LEN] = {7, WIRE_HEALTH_REPLY, 0, 0, 0, 0, 0, 1};
-    bufferevent_write(w.star.bev, bad, sizeof bad);
+}
+
+static void
+expect_session_end(int status)
+{
     run_until(&w.closed_calls, 1);
-    cr_assert_eq(w.closed_status, ORBIT_EVERSION);
+    cr_assert_eq(w.closed_status, status);
     cr_assert_eq(w.recs[0].status, ORBIT_ECLOSED);
     cr_assert_eq(w.recs[0].calls, 1);
+}
+
+Test(wire_client, unusable_header_ends_the_session, .init = setup,
+     .fini = teardown)
+{
+    start_with_unanswered_health();
+    const uint8_t bad[WIRE_HDR_LEN] = {7, WIRE_HEALTH_REPLY, 0, 0, 0, 0, 0, 1};
+    bufferevent_write(w.star.bev, bad, sizeof bad);
+    expect_session_end(ORBIT_EVERSION);
 }
 
 Test(wire_client, session_error_ends_the_session, .init = setup,
      .fini = teardown)
 {
-    struct wire_client_config cfg = config();
-    w.star.ignore = WIRE_HEALTH;
-    cr_assert_eq(wire_client_new(w.base, &cfg, &w.c), 0);
-    cr_assert_eq(wire_client_health(w.c, record, &w.recs[0], NULL), 0);
-    run_until(&w.ready_calls, 1);
+    start_with_unanswered_health();
     struct wire_msg m;
     wire_error_init(&m, 0, ORBIT_ESTATE, "star stopping", WIRE_NO_ITEM);
     fake_send(&w.star, &m);
-    run_until(&w.closed_calls, 1);
-    cr_assert_eq(w.closed_status, ORBIT_ESTATE);
-    cr_assert_eq(w.recs[0].status, ORBIT_ECLOSED);
+    expect_session_end(ORBIT_ESTATE);
 }
 
 /* Requests issued from callbacks through a tiny window: slots are reused
