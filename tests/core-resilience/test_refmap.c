@@ -404,3 +404,36 @@ Test(refmap, concurrent_references_and_collection)
     cr_assert_eq(refmap_pending(rm), 0);
     refmap_free(rm);
 }
+
+Test(refmap, rezeroed_chunk_moves_behind_later_zeros)
+{
+    struct refmap *rm = rm_make(16);
+    uint8_t out[4][REFMAP_ID_LEN], id[REFMAP_ID_LEN];
+    inc(rm, 1); /* seq 1 */
+    inc(rm, 2); /* seq 2 */
+    dec(rm, 1); /* seq 3: 1 at zero */
+    dec(rm, 2); /* seq 4: 2 at zero */
+    inc(rm, 1); /* seq 5: 1 referenced again */
+    dec(rm, 1); /* seq 6: 1 at zero again, now the newest */
+    cr_assert_eq(refmap_confirm_wal_synced(rm, 5), 0);
+    cr_assert_eq(collect(rm, out, 4), 1);
+    mkid(id, 2);
+    cr_assert_eq(memcmp(out[0], id, REFMAP_ID_LEN), 0, "only 2 is durable");
+    cr_assert_eq(refmap_confirm_wal_synced(rm, 6), 0);
+    cr_assert_eq(collect(rm, out, 4), 1);
+    mkid(id, 1);
+    cr_assert_eq(memcmp(out[0], id, REFMAP_ID_LEN), 0);
+    refmap_free(rm);
+}
+
+Test(refmap, sync_without_pending_collects_nothing)
+{
+    struct refmap *rm = rm_make(16);
+    uint8_t out[4][REFMAP_ID_LEN];
+    inc(rm, 1);
+    inc(rm, 2);
+    sync_now(rm);
+    cr_assert_eq(collect(rm, out, 4), 0);
+    cr_assert_eq(refmap_count(rm), 2);
+    refmap_free(rm);
+}
