@@ -66,6 +66,7 @@ read_names(int fd, char ***out, size_t *out_n)
         close(fd);
         return orbit_err_from_errno(errno);
     }
+    rewinddir(d); /* fd may be a dup sharing a used offset */
     char **names = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;
@@ -158,10 +159,11 @@ visit(struct lister *l, int dirfd, const char *prefix, const char *name,
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
         ftype_of(st.st_mode) == 0)
         return;
-    bool ancestor = l->cursor[0] && is_ancestor(path, l->cursor);
-    if (!ancestor && l->cursor[0] && path_cmp(path, l->cursor) <= 0)
+    /* Before the cursor: skip, unless the cursor lies below (or is) it. */
+    int cmp = l->cursor[0] ? path_cmp(path, l->cursor) : 1;
+    if (cmp < 0 && !is_ancestor(path, l->cursor))
         return;
-    if (!ancestor)
+    if (cmp > 0)
         emit(l, path, &st);
     if (l->full || l->rc < 0 || !S_ISDIR(st.st_mode) || depth >= LIST_MAX_DEPTH)
         return;

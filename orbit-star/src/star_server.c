@@ -673,6 +673,28 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 
 /* ---- public calls, run on the loop thread ---- */
 
+/* HOST:PORT; evutil refuses port 0, which here means "any free port". */
+static int
+parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen)
+{
+    char tmp[300];
+    size_t n = strlen(addr);
+    if (n < 2 || n >= sizeof tmp)
+        return ORBIT_EINVAL;
+    memcpy(tmp, addr, n + 1);
+    bool any = strcmp(tmp + n - 2, ":0") == 0;
+    if (any)
+        tmp[n - 1] = '1';
+    memset(ss, 0, sizeof *ss);
+    if (evutil_parse_sockaddr_port(tmp, (struct sockaddr *)ss, sslen) != 0)
+        return ORBIT_EINVAL;
+    if (any && ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = 0;
+    else if (any)
+        ((struct sockaddr_in6 *)ss)->sin6_port = 0;
+    return 0;
+}
+
 static int
 do_listen(struct star *s, void *arg)
 {
@@ -683,8 +705,7 @@ do_listen(struct star *s, void *arg)
         return ORBIT_ESTATE;
     struct sockaddr_storage ss;
     int sslen = (int)sizeof ss;
-    memset(&ss, 0, sizeof ss);
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0)
+    if (parse_addr(addr, &ss, &sslen) < 0)
         return ORBIT_EINVAL;
     s->listener = evconnlistener_new_bind(
         s->base, accept_cb, s,

@@ -1,0 +1,768 @@
+/*
+ * The star over a real socket: every message's happy path and error paths,
+ * authentication failures, hostile frames, traversal attempts, lifecycle.
+ */
+#include <dirent.h>
+#include <zstd.h>
+
+#include "test_star_helpers.h"
+
+static struct tstar T;
+
+static void
+setup(void)
+{
+    ts_start(&T);
+}
+
+static void
+teardown(void)
+{
+    ts_stop(&T);
+}
+
+static void
+expect_error(int fd, const struct wire_msg *req, int code)
+{
+    struct wire_msg r;
+    uint8_t *buf = NULL;
+    uint8_t t = tc_call(fd, req, &r, &buf);
+    cr_assert_eq(t, WIRE_ERROR, "%s: expected ERROR %s, got %s",
+                 wire_type_name(req->type), orbit_errname(code),
+                 wire_type_name(t));
+    cr_assert_eq(r.u.error.code, code, "%s: got %s (%s)",
+                 wire_type_name(req->type), orbit_errname(r.u.error.code),
+                 r.u.error.message);
+    cr_assert_eq(r.u.error.retryable, orbit_err_retryable(code));
+    free(buf);
+}
+
+static void
+health_ok(int fd)
+{
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HEALTH;
+    m.request_id = 77;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HEALTH_REPLY);
+    free(buf);
+}
+
+/* Count entries of dir other than . and .. */
+static int
+count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+TestSuite(star_auth, .init = setup, .fini = teardown);
+
+Test(star_auth, wrong_token_is_refused_and_closed)
+{
+    int fd = tc_connect(T.port);
+    const uint8_t bad[] = "not-the-token";
+    cr_assert_eq(tc_auth(fd, bad, sizeof bad - 1), ORBIT_EAUTH);
+    cr_assert(tc_closed(fd));
+    close(fd);
+    struct star_stats st;
+    star_get_stats(T.star, &st);
+    cr_assert_geq(st.errors_auth, 1);
+}
+
+Test(star_auth, frame_before_auth_is_refused)
+{
+    int fd = tc_connect(T.port);
+    uint8_t *buf = NULL;
+    struct wire_msg m, r;
+    cr_assert_eq(tc_recv(fd, &buf, &m), 0);
+    cr_assert_eq(m.type, WIRE_AUTH_CHALLENGE);
+    memset(&r, 0, sizeof r);
+    r.type = WIRE_HEALTH;
+    r.request_id = 9;
+    expect_error(fd, &r, ORBIT_EAUTH);
+    cr_assert(tc_closed(fd));
+    close(fd);
+    free(buf);
+}
+
+Test(star_auth, hello_required_before_work)
+{
+    int fd = tc_connect(T.port);
+    cr_assert_eq(tc_auth(fd, ts_token, TS_TOKEN_LEN), 0);
+    uint8_t id[32] = {1};
+    struct wire_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HAVE;
+    m.request_id = 5;
+    m.u.have.n = 1;
+    m.u.have.ids = id;
+    expect_error(fd, &m, ORBIT_ESTATE);
+    tc_hello(fd);
+    health_ok(fd);
+    close(fd);
+}
+
+Test(star_auth, silent_client_times_out)
+{
+    ts_stop(&T);
+    ts_mkroot(T.root, sizeof T.root);
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    cfg.auth_timeout_ms = 200;
+    ts_start_cfg(&T, &cfg);
+    int fd = tc_connect(T.port);
+    cr_assert(tc_closed(fd));
+    close(fd);
+}
+
+Test(star_auth, slowloris_frame_times_out)
+{
+    ts_stop(&T);
+    ts_mkroot(T.root, sizeof T.root);
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    cfg.frame_timeout_ms = 300;
+    ts_start_cfg(&T, &cfg);
+    int fd = tc_open(T.port);
+    uint8_t part[5] = {1, WIRE_HEALTH, 0, 0, 0};
+    /* one byte every 100 ms: the frame never completes in time */
+    for (int i = 0; i < 5; i++) {
+        if (tc_write_all(fd, part + i, 1) < 0)
+            break;
+        usleep(100 * 1000);
+    }
+    cr_assert(tc_closed(fd));
+    close(fd);
+}
+
+TestSuite(star_frames, .init = setup, .fini = teardown);
+
+Test(star_frames, oversize_header_gets_etoobig_then_close)
+{
+    int fd = tc_open(T.port);
+    uint8_t h[WIRE_HDR_LEN] = {WIRE_VERSION, WIRE_PUT, 0,    0,   0, 0, 0, 3,
+                               0xff,         0xff,     0xff, 0xff};
+    cr_assert_eq(tc_write_all(fd, h, sizeof h), 0);
+    uint8_t *buf = NULL;
+    struct wire_msg r;
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    cr_assert_eq(r.type, WIRE_ERROR);
+    cr_assert_eq(r.u.error.code, ORBIT_ETOOBIG);
+    cr_assert_eq(r.request_id, 3);
+    cr_assert_not(r.u.error.retryable);
+    cr_assert(tc_closed(fd));
+    close(fd);
+    free(buf);
+}
+
+Test(star_frames, bad_version_gets_eversion_then_close)
+{
+    int fd = tc_open(T.port);
+    uint8_t h[WIRE_HDR_LEN] = {9, WIRE_HEALTH, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0};
+    cr_assert_eq(tc_write_all(fd, h, sizeof h), 0);
+    uint8_t *buf = NULL;
+    struct wire_msg r;
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    cr_assert_eq(r.u.error.code, ORBIT_EVERSION);
+    cr_assert(tc_closed(fd));
+    close(fd);
+    free(buf);
+}
+
+Test(star_frames, malformed_payload_keeps_the_session)
+{
+    int fd = tc_open(T.port);
+    /* HAVE announcing 2 ids but carrying one. */
+    uint8_t f[WIRE_HDR_LEN + 4 + 32] = {
+        WIRE_VERSION, WIRE_HAVE, 0, 0, 0, 0, 0, 6, 0, 0, 0, 36, 0, 0, 0, 2};
+    cr_assert_eq(tc_write_all(fd, f, sizeof f), 0);
+    uint8_t *buf = NULL;
+    struct wire_msg r;
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    cr_assert_eq(r.type, WIRE_ERROR);
+    cr_assert_eq(r.request_id, 6);
+    cr_assert_eq(r.u.error.code, ORBIT_EPROTO);
+    /* unknown type, empty payload */
+    uint8_t u[WIRE_HDR_LEN] = {
+        WIRE_VERSION, 0x7e, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0};
+    cr_assert_eq(tc_write_all(fd, u, sizeof u), 0);
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    cr_assert_eq(r.u.error.code, ORBIT_EPROTO);
+    /* a reply type sent as a request */
+    uint8_t ok[WIRE_HDR_LEN] = {
+        WIRE_VERSION, WIRE_AUTH_OK, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0};
+    cr_assert_eq(tc_write_all(fd, ok, sizeof ok), 0);
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    cr_assert_eq(r.u.error.code, ORBIT_EPROTO);
+    health_ok(fd);
+    close(fd);
+    free(buf);
+}
+
+Test(star_frames, garbage_never_kills_the_star)
+{
+    for (uint32_t round = 0; round < 20; round++) {
+        int fd = tc_connect(T.port);
+        uint8_t junk[512];
+        ts_fill(junk, sizeof junk, round);
+        if (round % 2)
+            junk[0] = WIRE_VERSION;
+        tc_write_all(fd, junk, sizeof junk);
+        close(fd);
+    }
+    int fd = tc_open(T.port);
+    health_ok(fd);
+    close(fd);
+}
+
+TestSuite(star_data, .init = setup, .fini = teardown);
+
+Test(star_data, put_have_commit_roundtrip)
+{
+    int fd = tc_open(T.port);
+    enum { N = 200000 };
+    uint8_t *data = malloc(N);
+    ts_fill(data, N, 1);
+    size_t cuts[] = {70000, 65536, N - 70000 - 65536};
+    /* chunk 0 hinted, chunk 1 without hint (container), chunk 2 hinted */
+    tc_put(fd, 10, data, (uint32_t)cuts[0], "dir/sub/f.bin", 0);
+    tc_put(fd, 11, data + cuts[0], (uint32_t)cuts[1], NULL, 0);
+    tc_put(fd, 12, data + cuts[0] + cuts[1], (uint32_t)cuts[2], "dir/sub/f.bin",
+           cuts[0] + cuts[1]);
+
+    uint8_t ids[4 * 32];
+    for (int i = 0, off = 0; i < 3; off += (int)cuts[i], i++)
+        ts_sha(data + off, cuts[i], ids + 32 * i);
+    memset(ids + 96, 0x5a, 32);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HAVE;
+    m.request_id = 13;
+    m.u.have.n = 4;
+    m.u.have.ids = ids;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HAVE_REPLY);
+    cr_assert_eq(r.u.have_reply.n, 4);
+    cr_assert_eq(r.u.have_reply.bitmap[0], 0x08, "bitmap %02x",
+                 r.u.have_reply.bitmap[0]);
+
+    /* PUT of a held chunk: existed */
+    tc_put_msg(&m, 14, data, (uint32_t)cuts[0], NULL, 0);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_PUT_OK);
+    cr_assert(r.u.put_ok.existed);
+
+    struct tc_file f = {"dir/sub/f.bin", data, N, cuts, 3, 0640, 1600000000};
+    struct wire_chunk_ref refs[3];
+    tc_commit_msg(&m, 15, &f, refs);
+    uint8_t t = tc_call(fd, &m, &r, &buf);
+    cr_assert_eq(t, WIRE_COMMIT_OK, "%s",
+                 t == WIRE_ERROR ? r.u.error.message : "");
+    cr_assert(r.u.commit_ok.complete);
+
+    char path[512];
+    snprintf(path, sizeof path, "%s/dir/sub/f.bin", T.root);
+    size_t len = 0;
+    char *got = ts_read_file(path, &len);
+    cr_assert_not_null(got);
+    cr_assert_eq(len, N);
+    cr_assert_eq(memcmp(got, data, N), 0);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0640);
+    cr_assert_eq(st.st_mtim.tv_sec, 1600000000);
+    free(got);
+
+    /* the same file again: every chunk found (some now in the file) */
+    m.request_id = 16;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    /* and a copy under another name, assembled from the committed file */
+    f.path = "copy.bin";
+    tc_commit_msg(&m, 17, &f, refs);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    snprintf(path, sizeof path, "%s/copy.bin", T.root);
+    got = ts_read_file(path, &len);
+    cr_assert_eq(len, N);
+    cr_assert_eq(memcmp(got, data, N), 0);
+    free(got);
+    free(buf);
+    free(data);
+    close(fd);
+}
+
+Test(star_data, put_zstd_and_corrupt)
+{
+    int fd = tc_open(T.port);
+    uint8_t raw[40000];
+    memset(raw, 'z', sizeof raw);
+    uint8_t comp[1024];
+    size_t cn = ZSTD_compress(comp, sizeof comp, raw, sizeof raw, 3);
+    cr_assert(!ZSTD_isError(cn));
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_put_msg(&m, 20, raw, sizeof raw, NULL, 0);
+    m.u.put.codec = WIRE_CODEC_ZSTD;
+    m.u.put.data = comp;
+    m.u.put.data_len = (uint32_t)cn;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_PUT_OK);
+    cr_assert_not(r.u.put_ok.existed);
+    /* bytes that do not match the id */
+    tc_put_msg(&m, 21, raw, 1000, NULL, 0);
+    m.u.put.id[0] ^= 1;
+    expect_error(fd, &m, ORBIT_ECORRUPT);
+    /* bad zstd stream */
+    tc_put_msg(&m, 22, raw, 1000, NULL, 0);
+    m.u.put.codec = WIRE_CODEC_ZSTD;
+    m.u.put.data_len = 10;
+    expect_error(fd, &m, ORBIT_ECORRUPT);
+    health_ok(fd);
+    free(buf);
+    close(fd);
+}
+
+Test(star_data, failed_commits_leave_nothing_visible)
+{
+    int fd = tc_open(T.port);
+    uint8_t data[3000];
+    ts_fill(data, sizeof data, 3);
+    size_t cuts[] = {1000, 2000};
+    tc_put(fd, 30, data, 1000, "f", 0);
+    struct tc_file f = {"f", data, sizeof data, cuts, 2, 0, 0};
+    struct wire_chunk_ref refs[2];
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_commit_msg(&m, 31, &f, refs);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_ERROR);
+    cr_assert_eq(r.u.error.code, ORBIT_ENOENT);
+    cr_assert_eq(r.u.error.item, 1);
+    /* digest mismatch */
+    tc_put(fd, 32, data + 1000, 2000, NULL, 0);
+    tc_commit_msg(&m, 33, &f, refs);
+    m.u.commit.digest[5] ^= 0xff;
+    expect_error(fd, &m, ORBIT_ECORRUPT);
+    /* sizes that do not add up */
+    tc_commit_msg(&m, 34, &f, refs);
+    m.u.commit.size = 2999;
+    expect_error(fd, &m, ORBIT_EPROTO);
+    cr_assert_eq(count_entries(T.root), 1, "only .orbit in ROOT");
+    /* and now it works */
+    tc_commit_msg(&m, 35, &f, refs);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    cr_assert_eq(count_entries(T.root), 2);
+    free(buf);
+    close(fd);
+}
+
+static void
+commit_special(int fd, uint32_t rid, const char *path, uint8_t ftype,
+               const char *target, uint32_t mode)
+{
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_COMMIT;
+    m.request_id = rid;
+    m.u.commit.path = path;
+    m.u.commit.path_len = strlen(path);
+    m.u.commit.ftype = ftype;
+    m.u.commit.mode = mode;
+    m.u.commit.mtime_sec = 1500000000;
+    m.u.commit.target = target;
+    m.u.commit.target_len = strlen(target);
+    if (ftype == WIRE_FT_REGULAR)
+        ts_sha("", 0, m.u.commit.digest);
+    uint8_t t = tc_call(fd, &m, &r, &buf);
+    cr_assert_eq(t, WIRE_COMMIT_OK, "%s: %s", path,
+                 t == WIRE_ERROR ? r.u.error.message : "");
+    free(buf);
+}
+
+Test(star_data, symlinks_dirs_and_empty_files)
+{
+    int fd = tc_open(T.port);
+    commit_special(fd, 40, "a/b/empty", WIRE_FT_DIRECTORY, "", 0750);
+    commit_special(fd, 41, "x/y/zero.txt", WIRE_FT_REGULAR, "", 0600);
+    commit_special(fd, 42, "x/link", WIRE_FT_SYMLINK, "../../etc/passwd", 0777);
+    commit_special(fd, 43, "x/link", WIRE_FT_SYMLINK, "y/zero.txt", 0777);
+    char p[512], target[64] = {0};
+    struct stat st;
+    snprintf(p, sizeof p, "%s/a/b/empty", T.root);
+    cr_assert_eq(stat(p, &st), 0);
+    cr_assert(S_ISDIR(st.st_mode));
+    cr_assert_eq(st.st_mode & 07777, 0750);
+    cr_assert_eq(st.st_mtim.tv_sec, 1500000000);
+    snprintf(p, sizeof p, "%s/x/y/zero.txt", T.root);
+    cr_assert_eq(stat(p, &st), 0);
+    cr_assert_eq(st.st_size, 0);
+    snprintf(p, sizeof p, "%s/x/link", T.root);
+    cr_assert_eq(lstat(p, &st), 0);
+    cr_assert(S_ISLNK(st.st_mode));
+    cr_assert_gt(readlink(p, target, sizeof target - 1), 0);
+    cr_assert_str_eq(target, "y/zero.txt");
+    cr_assert_eq(st.st_mtim.tv_sec, 1500000000);
+    /* a regular file where a directory stands */
+    struct wire_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_COMMIT;
+    m.request_id = 44;
+    m.u.commit.path = "a/b";
+    m.u.commit.path_len = 3;
+    m.u.commit.ftype = WIRE_FT_REGULAR;
+    m.u.commit.target = "";
+    ts_sha("", 0, m.u.commit.digest);
+    expect_error(fd, &m, ORBIT_EISDIR);
+    close(fd);
+}
+
+/* Encode m, then overwrite the path bytes (same length) with evil. */
+static void
+send_patched(int fd, const struct wire_msg *m, const char *good,
+             const char *evil)
+{
+    size_t len = 0, wrote = 0;
+    cr_assert_eq(wire_encoded_len(m, &len), 0);
+    uint8_t *f = malloc(len);
+    cr_assert_eq(wire_encode(m, f, len, &wrote), 0);
+    size_t n = strlen(good);
+    cr_assert_eq(strlen(evil), n);
+    uint8_t *at = memmem(f + WIRE_HDR_LEN, len - WIRE_HDR_LEN, good, n);
+    cr_assert_not_null(at);
+    memcpy(at, evil, n);
+    cr_assert_eq(tc_write_all(fd, f, wrote), 0);
+    free(f);
+}
+
+Test(star_data, traversal_attempts_are_refused)
+{
+    int fd = tc_open(T.port);
+    const char *evil[] = {"../outside/x", "/tmp/escaped", ".orbit/starm",
+                          "a/../../../b", "a//b/c/d/e/f", "./a/b/c/d/ef",
+                          "a/b/c/d/e/.."};
+    uint8_t *buf = NULL;
+    for (size_t i = 0; i < sizeof evil / sizeof evil[0]; i++) {
+        char good[64];
+        memset(good, 'q', strlen(evil[i]));
+        good[strlen(evil[i])] = 0;
+        for (int kind = 0; kind < 3; kind++) {
+            struct wire_msg m, r;
+            memset(&m, 0, sizeof m);
+            m.request_id = (uint32_t)(100 + i * 3 + kind);
+            if (kind == 0) {
+                commit_special(fd, 99, "warmup", WIRE_FT_DIRECTORY, "", 0755);
+                m.type = WIRE_COMMIT;
+                m.u.commit.path = good;
+                m.u.commit.path_len = strlen(good);
+                m.u.commit.ftype = WIRE_FT_DIRECTORY;
+                m.u.commit.target = "";
+            } else if (kind == 1) {
+                m.type = WIRE_DELETE;
+                m.u.del.path = good;
+                m.u.del.path_len = strlen(good);
+            } else {
+                m.type = WIRE_LIST;
+                m.u.list.path = good;
+                m.u.list.path_len = strlen(good);
+                m.u.list.cursor = "";
+            }
+            send_patched(fd, &m, good, evil[i]);
+            cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+            cr_assert_eq(r.type, WIRE_ERROR, "%s accepted", evil[i]);
+            cr_assert_eq(r.u.error.code, ORBIT_EPATH, "%s: %s", evil[i],
+                         orbit_errname(r.u.error.code));
+        }
+    }
+    health_ok(fd);
+    free(buf);
+    close(fd);
+    cr_assert_eq(access("/tmp/escaped", F_OK), -1);
+}
+
+Test(star_data, symlink_out_of_root_is_not_followed)
+{
+    char outside[256], p[512];
+    ts_mkroot(outside, sizeof outside);
+    snprintf(p, sizeof p, "%s/evil", T.root);
+    cr_assert_eq(symlink(outside, p), 0);
+    snprintf(p, sizeof p, "%s/victim", outside);
+    FILE *v = fopen(p, "w");
+    fputs("keep", v);
+    fclose(v);
+    int fd = tc_open(T.port);
+    uint8_t data[100];
+    ts_fill(data, sizeof data, 9);
+    /* a hint through the link is ignored: the chunk still lands */
+    tc_put(fd, 50, data, sizeof data, "evil/new", 0);
+    size_t cuts[] = {sizeof data};
+    struct tc_file f = {"evil/new", data, sizeof data, cuts, 1, 0, 0};
+    struct wire_chunk_ref refs[1];
+    struct wire_msg m;
+    tc_commit_msg(&m, 51, &f, refs);
+    expect_error(fd, &m, ORBIT_EPATH);
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_DELETE;
+    m.request_id = 52;
+    m.u.del.path = "evil/victim";
+    m.u.del.path_len = strlen(m.u.del.path);
+    expect_error(fd, &m, ORBIT_EPATH);
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_LIST;
+    m.request_id = 53;
+    m.u.list.path = "evil";
+    m.u.list.path_len = 4;
+    m.u.list.cursor = "";
+    expect_error(fd, &m, ORBIT_EPATH);
+    cr_assert_eq(count_entries(outside), 1, "nothing written outside");
+    cr_assert_eq(access(p, F_OK), 0, "victim kept");
+    close(fd);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", outside);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(star_data, list_pages_through_the_tree)
+{
+    char p[512];
+    for (int i = 0; i < 25; i++) {
+        snprintf(p, sizeof p, "%s/d%d", T.root, i % 3);
+        mkdir(p, 0755);
+        snprintf(p, sizeof p, "%s/d%d/f%02d", T.root, i % 3, i);
+        FILE *f = fopen(p, "w");
+        fprintf(f, "%d", i);
+        fclose(f);
+    }
+    int fd = tc_open(T.port);
+    char cursor[WIRE_MAX_PATH + 1] = "";
+    int files = 0, dirs = 0, pages = 0;
+    uint8_t *buf = NULL;
+    for (;;) {
+        struct wire_msg m, r;
+        memset(&m, 0, sizeof m);
+        m.type = WIRE_LIST;
+        m.request_id = (uint32_t)(60 + pages);
+        m.u.list.path = "";
+        m.u.list.cursor = cursor;
+        m.u.list.cursor_len = strlen(cursor);
+        m.u.list.max_entries = 10;
+        cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_LIST_REPLY);
+        pages++;
+        size_t pos = 0;
+        struct wire_list_entry e;
+        while (wire_list_next(&r.u.list_reply, &pos, &e) == 0) {
+            cr_assert_neq(strncmp(e.path, ".orbit", 6), 0);
+            files += e.ftype == WIRE_FT_REGULAR;
+            dirs += e.ftype == WIRE_FT_DIRECTORY;
+        }
+        if (r.u.list_reply.next_cursor_len == 0)
+            break;
+        memcpy(cursor, r.u.list_reply.next_cursor,
+               r.u.list_reply.next_cursor_len + 1);
+        cr_assert_lt(pages, 10);
+    }
+    cr_assert_eq(files, 25, "files %d dirs %d pages %d", files, dirs, pages);
+    cr_assert_eq(dirs, 3);
+    cr_assert_geq(pages, 3);
+    free(buf);
+    buf = NULL;
+    close(fd);
+}
+
+Test(star_data, delete_files_and_directories)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "mkdir -p %s/d/e && touch %s/d/e/f %s/g", T.root,
+             T.root, T.root);
+    cr_assert_eq(system(p), 0);
+    int fd = tc_open(T.port);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_DELETE;
+    m.request_id = 70;
+    m.u.del.path = "g";
+    m.u.del.path_len = 1;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_DELETE_OK);
+    cr_assert(r.u.delete_ok.existed);
+    m.request_id = 71;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_DELETE_OK);
+    cr_assert_not(r.u.delete_ok.existed);
+    m.request_id = 72;
+    m.u.del.path = "d";
+    m.u.del.path_len = 1;
+    expect_error(fd, &m, ORBIT_EISDIR);
+    m.request_id = 73;
+    m.u.del.flags = WIRE_DELETE_RECURSIVE;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_DELETE_OK);
+    cr_assert(r.u.delete_ok.existed);
+    m.request_id = 74;
+    m.u.del.path = "nope/deeper";
+    m.u.del.path_len = strlen(m.u.del.path);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_DELETE_OK);
+    cr_assert_not(r.u.delete_ok.existed);
+    cr_assert_eq(count_entries(T.root), 1);
+    free(buf);
+    close(fd);
+}
+
+Test(star_data, health_reports_disk_and_counters)
+{
+    int fd = tc_open(T.port);
+    uint8_t data[5000];
+    ts_fill(data, sizeof data, 4);
+    tc_put(fd, 80, data, sizeof data, NULL, 0);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HEALTH;
+    m.request_id = 81;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HEALTH_REPLY);
+    cr_assert_gt(r.u.health.disk_total, 0);
+    cr_assert_leq(r.u.health.disk_used, r.u.health.disk_total);
+    cr_assert_eq(r.u.health.bytes_received, sizeof data);
+    cr_assert_eq(r.u.health.chunks_received, 1);
+    cr_assert_geq(r.u.health.connections, 1);
+    cr_assert(r.u.health.state == WIRE_STATE_READY ||
+              r.u.health.state == WIRE_STATE_DEGRADED);
+    free(buf);
+    close(fd);
+}
+
+Test(star_data, goodbye_answers_then_closes)
+{
+    int fd = tc_open(T.port);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_GOODBYE;
+    m.request_id = 90;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_GOODBYE_OK);
+    cr_assert(tc_closed(fd));
+    free(buf);
+    close(fd);
+}
+
+Test(star_data, pipelined_puts_share_sync_rounds)
+{
+    int fd = tc_open(T.port);
+    enum { N = 64, LEN = 4096 };
+    uint8_t *data = malloc((size_t)N * LEN);
+    ts_fill(data, (size_t)N * LEN, 5);
+    struct wire_msg m;
+    for (uint32_t i = 0; i < N; i++) {
+        tc_put_msg(&m, 1000 + i, data + (size_t)i * LEN, LEN, "big", i * LEN);
+        cr_assert_eq(tc_send(fd, &m), 0);
+    }
+    uint8_t *buf = NULL;
+    for (uint32_t i = 0; i < N; i++) {
+        struct wire_msg r;
+        cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+        cr_assert_eq(r.type, WIRE_PUT_OK);
+    }
+    struct star_stats st;
+    star_get_stats(T.star, &st);
+    cr_assert_lt(st.sync_rounds, N, "%lu rounds for %d PUTs",
+                 (unsigned long)st.sync_rounds, N);
+    free(buf);
+    free(data);
+    close(fd);
+}
+
+Test(star_lifecycle, work_refused_unless_scheduled)
+{
+    ts_mkroot(T.root, sizeof T.root);
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    cr_assert_eq(star_new(&cfg, &T.star), 0);
+    cr_assert_eq(star_get_state(T.star), STAR_REGISTERED);
+    cr_assert_eq(star_listen(T.star, "127.0.0.1:0"), 0);
+    T.port = star_port(T.star);
+    int fd = tc_open(T.port);
+    uint8_t data[10] = "0123456789";
+    struct wire_msg m;
+    tc_put_msg(&m, 1, data, sizeof data, NULL, 0);
+    expect_error(fd, &m, ORBIT_ESTATE);
+    health_ok(fd);
+    cr_assert_eq(star_schedule(T.star), 0);
+    cr_assert_eq(star_schedule(T.star), ORBIT_ESTATE);
+    tc_put(fd, 2, data, sizeof data, NULL, 0);
+    close(fd);
+    ts_stop(&T);
+}
+
+static int transitions[8];
+static int ntransitions;
+
+static void
+record_state(void *arg, enum star_state from, enum star_state to)
+{
+    (void)arg;
+    (void)from;
+    if (ntransitions < 8)
+        transitions[ntransitions++] = (int)to;
+}
+
+Test(star_lifecycle, drain_closes_clients_and_refuses_new_ones)
+{
+    ts_mkroot(T.root, sizeof T.root);
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    cfg.on_state = record_state;
+    ts_start_cfg(&T, &cfg);
+    int fd = tc_open(T.port);
+    uint8_t data[100];
+    ts_fill(data, sizeof data, 6);
+    tc_put(fd, 1, data, sizeof data, NULL, 0);
+    cr_assert_eq(star_drain(T.star), 0);
+    cr_assert_eq(star_get_state(T.star), STAR_SHUTDOWN);
+    cr_assert(tc_closed(fd));
+    close(fd);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(T.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_neq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
+    close(s);
+    cr_assert_eq(star_drain(T.star), 0);
+    cr_assert_eq(ntransitions, 3);
+    cr_assert_eq(transitions[0], STAR_SCHEDULED);
+    cr_assert_eq(transitions[1], STAR_DRAINING);
+    cr_assert_eq(transitions[2], STAR_SHUTDOWN);
+    ts_stop(&T);
+}
+
+Test(star_lifecycle, socketpair_in_process)
+{
+    ts_mkroot(T.root, sizeof T.root);
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    cr_assert_eq(star_new(&cfg, &T.star), 0);
+    cr_assert_eq(star_schedule(T.star), 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(star_adopt_fd(T.star, sv[1]), 0);
+    struct timeval tv = {20, 0};
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_eq(tc_auth(sv[0], ts_token, TS_TOKEN_LEN), 0);
+    tc_hello(sv[0]);
+    uint8_t data[3000];
+    ts_fill(data, sizeof data, 7);
+    tc_put(sv[0], 5, data, sizeof data, "local.bin", 0);
+    size_t cuts[] = {sizeof data};
+    struct tc_file f = {"local.bin", data, sizeof data, cuts, 1, 0, 0};
+    struct wire_chunk_ref refs[1];
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_commit_msg(&m, 6, &f, refs);
+    cr_assert_eq(tc_call(sv[0], &m, &r, &buf), WIRE_COMMIT_OK);
+    close(sv[0]);
+    free(buf);
+    ts_stop(&T);
+}
