@@ -636,10 +636,43 @@ static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
           int len, void *arg)
 {
-    (void)l;
+    struct fake *f = arg;
     (void)sa;
     (void)len;
-    fake_start(arg, fd);
+    /* One connection per fake: the loop ends when it does. */
+    evconnlistener_free(l);
+    f->listener = NULL;
+    fake_start(f, fd);
+}
+
+/* Listen on an ephemeral loopback port; returns the port. */
+static uint16_t
+fake_listen(struct fake *f)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    f->listener = evconnlistener_new_bind(
+        f->base, accept_cb, f, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+        (struct sockaddr *)&sin, sizeof sin);
+    cr_assert_not_null(f->listener);
+    socklen_t sl = sizeof sin;
+    getsockname(evconnlistener_get_fd(f->listener), (struct sockaddr *)&sin,
+                &sl);
+    return ntohs(sin.sin_port);
+}
+
+/* A loopback port nobody listens on (bound, then closed). */
+static uint16_t
+unused_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sin;
+    bind(s, (struct sockaddr *)&sin, sizeof sin);
+    getsockname(s, (struct sockaddr *)&sin, &sl);
+    close(s);
+    return ntohs(sin.sin_port);
 }
 
 Test(wire_client, connects_by_host_and_port)
@@ -648,19 +681,10 @@ Test(wire_client, connects_by_host_and_port)
     memset(&w, 0, sizeof w);
     w.base = event_base_new();
     w.star.base = w.base;
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    w.star.listener = evconnlistener_new_bind(
-        w.base, accept_cb, &w.star, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-        16, (struct sockaddr *)&sin, sizeof sin);
-    cr_assert_not_null(w.star.listener);
-    socklen_t sl = sizeof sin;
-    getsockname(evconnlistener_get_fd(w.star.listener), (struct sockaddr *)&sin,
-                &sl);
     struct wire_client_config cfg = config();
     cfg.fd = -1;
     cfg.host = "127.0.0.1";
-    cfg.port = ntohs(sin.sin_port);
+    cfg.port = fake_listen(&w.star);
     cr_assert_eq(wire_client_new(w.base, &cfg, &w.c), 0);
     cr_assert_eq(wire_client_health(w.c, record, &w.recs[0], NULL), 0);
     run_until(&w.completed, 1);
@@ -673,18 +697,10 @@ Test(wire_client, connect_refused_reports_econnect)
 {
     memset(&w, 0, sizeof w);
     w.base = event_base_new();
-    /* Bind then close: a port with nobody listening. */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sin;
-    bind(s, (struct sockaddr *)&sin, sizeof sin);
-    getsockname(s, (struct sockaddr *)&sin, &sl);
-    close(s);
     struct wire_client_config cfg = config();
     cfg.fd = -1;
     cfg.host = "127.0.0.1";
-    cfg.port = ntohs(sin.sin_port);
+    cfg.port = unused_port();
     cr_assert_eq(wire_client_new(w.base, &cfg, &w.c), 0);
     run_until(&w.ready_calls, 1);
     cr_assert_eq(w.ready_status, ORBIT_ECONNECT);
@@ -808,4 +824,28 @@ Test(wire_sync, every_allocation_failure_is_clean)
     }
     cr_assert_eq(rc, 0);
     cr_assert_gt(n, 3, "the seam was used");
+}
+
+Test(wire_sync, connects_over_tcp)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct fake f = {0};
+    f.base = event_base_new();
+    uint16_t port = fake_listen(&f);
+    pthread_t t;
+    pthread_create(&t, NULL, star_thread, &f);
+    struct wire_sync *s = NULL;
+    cr_assert_eq(wire_sync_connect("127.0.0.1", port, (const uint8_t *)TOKEN,
+                                   strlen(TOKEN), "sync", 5000, &s),
+                 0);
+    struct wire_msg req = {.type = WIRE_GOODBYE}, rep;
+    cr_assert_eq(wire_sync_request(s, &req, &rep), 0);
+    cr_assert_eq(rep.type, WIRE_GOODBYE_OK);
+    wire_sync_free(s);
+    pthread_join(t, NULL);
+    event_base_free(f.base);
+    cr_assert_eq(wire_sync_connect("127.0.0.1", unused_port(),
+                                   (const uint8_t *)TOKEN, strlen(TOKEN),
+                                   "sync", 5000, &s),
+                 ORBIT_ECONNECT);
 }
