@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -59,7 +60,8 @@ check_component(const char *c, size_t n, bool first, const char **reason)
     else if (n > WIRE_PATH_MAX_COMPONENT)
         *reason = "component longer than 255 bytes";
     else if (first && n == sizeof WIRE_PATH_RESERVED - 1 &&
-             memcmp(c, WIRE_PATH_RESERVED, n) == 0)
+             strncasecmp(c, WIRE_PATH_RESERVED, n) == 0)
+        /* Any case: the root may sit on a case-insensitive file system. */
         *reason = "the top-level .orbit directory is reserved";
     else
         return 0;

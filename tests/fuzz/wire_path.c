@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "orbit/error.h"
 #include "orbit/wire_path.h"
@@ -24,7 +25,7 @@ check_accepted(const char *p, size_t n)
         const char *c = p + start;
         if (len == 0 || len > 255 || (len == 1 && c[0] == '.') ||
             (len == 2 && c[0] == '.' && c[1] == '.') ||
-            (start == 0 && len == 6 && memcmp(c, ".orbit", 6) == 0))
+            (start == 0 && len == 6 && strncasecmp(c, ".orbit", 6) == 0))
             abort();
         start = i + 1;
     }

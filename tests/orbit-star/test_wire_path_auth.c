@@ -58,6 +58,8 @@ Test(wire_path, validator_table)
         P("a/", ORBIT_EPATH),
         P(".orbit", ORBIT_EPATH),
         P(".orbit/x", ORBIT_EPATH),
+        P(".ORBIT/x", ORBIT_EPATH),
+        P(".Orbit", ORBIT_EPATH),
         {longname, 256, ORBIT_EPATH},
         {maxname, 255, 0},
         {maxpath, 4096, 0},

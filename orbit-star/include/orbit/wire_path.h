@@ -4,10 +4,11 @@
  * wire_path_check() is the lexical gate every path from a peer passes before
  * use: relative, no "." or ".." component, no empty component, no NUL, each
  * component <= 255 bytes, the whole <= WIRE_MAX_PATH bytes, nothing under the
- * reserved top-level ".orbit". Lexical checks cannot see symlinks, so files
- * are then opened with wire_path_open_beneath(), which refuses to resolve
- * through any symlink that leaves the root (openat2 RESOLVE_BENEATH, or a
- * component-by-component O_NOFOLLOW walk where openat2 is missing).
+ * reserved top-level ".orbit" (in any letter case). Lexical checks cannot
+ * see symlinks, so files are then opened with wire_path_open_beneath(),
+ * which refuses to resolve through any symlink that leaves the root (openat2
+ * RESOLVE_BENEATH, or a component-by-component O_NOFOLLOW walk where openat2
+ * is missing).
  *
  * Ownership: err buffers and fds belong to the caller; a returned fd is the
  * caller's to close. Errors: ORBIT_EPATH (refused, with a message in err),
