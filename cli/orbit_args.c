@@ -132,8 +132,7 @@ parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
     char *end = NULL;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < (long)lo ||
-        v > (long)hi)
+    if (errno != 0 || end == s || *end != '\0' || v < (long)lo || v > (long)hi)
         return ORBIT_EINVAL;
     *out = (unsigned)v;
     return 0;
@@ -182,8 +181,7 @@ static const struct option long_opts[] = {
 static int
 bad(const char *what, const char *value)
 {
-    fprintf(stderr, "orbit: invalid %s '%s' (see orbit --help)\n", what,
-            value);
+    fprintf(stderr, "orbit: invalid %s '%s' (see orbit --help)\n", what, value);
     return ORBIT_EINVAL;
 }
 
@@ -218,9 +216,8 @@ apply_opt(int c, const char *arg, struct cli_opts *o)
     case OPT_EXCLUDE:
         return push_pattern(o->excludes, &o->nexcludes, arg);
     case OPT_COMPRESS:
-        return parse_compress(arg, &o->compress_level)
-                   ? bad("--compress", arg)
-                   : 0;
+        return parse_compress(arg, &o->compress_level) ? bad("--compress", arg)
+                                                       : 0;
     case OPT_BWLIMIT:
         if (cli_parse_size(arg, &o->bwlimit) != 0)
             return bad("--bwlimit", arg);
@@ -228,8 +225,7 @@ apply_opt(int c, const char *arg, struct cli_opts *o)
     case 'j':
         return parse_uint(arg, 1, 64, &o->jobs) ? bad("--jobs", arg) : 0;
     case OPT_RETRIES:
-        return parse_uint(arg, 0, 100, &o->retries) ? bad("--retries", arg)
-                                                    : 0;
+        return parse_uint(arg, 0, 100, &o->retries) ? bad("--retries", arg) : 0;
     case OPT_CHUNK:
         if (cli_parse_size(arg, &sz) != 0 || sz < 1024 ||
             sz > 4 * 1024 * 1024 || (sz & (sz - 1)) != 0)

@@ -18,7 +18,7 @@ enum orbit_exit {
 };
 
 #define CLI_MAX_PATTERNS 64
-#define CLI_MAX_SOURCES 64
+#define CLI_MAX_SOURCES  64
 
 struct cli_opts {
     const char *command;

@@ -1,0 +1,464 @@
+/*
+ * orbit_transfer.c - `orbit copy` and `orbit sync`: turn the command line
+ * into a scheduler job, show progress, print the final report, and choose
+ * the exit code.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "orbit/error.h"
+#include "orbit/orbit_clock.h"
+#include "orbit/provenance.h"
+#include "orbit/sched.h"
+#include "orbit/wire_auth.h"
+#include "orbit_cli.h"
+
+#define DEFAULT_STAR_PORT 7070
+
+struct xfer_ui {
+    const struct cli_opts *o;
+    bool tty;
+    uint64_t t0_ms;
+    size_t progress_len;
+    uint64_t dead;
+    const char *job_id;
+};
+
+static void
+human(uint64_t n, char *buf, size_t cap)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    unsigned u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%" PRIu64 " B", n);
+    else
+        snprintf(buf, cap, "%.1f %s", v, units[u]);
+}
+
+/* ---- destination and sources
+ * ------------------------------------------------- */
+
+static int
+parse_star_url(const char *url, struct sched_dest_config *d, char *host,
+               size_t hostcap)
+{
+    const char *p = url + strlen("star://");
+    const char *slash = strchr(p, '/');
+    size_t hostlen = slash ? (size_t)(slash - p) : strlen(p);
+    const char *colon = NULL;
+    if (hostlen == 0 || hostlen >= hostcap)
+        return ORBIT_EINVAL;
+    if (p[0] == '[') { /* [v6]:port */
+        const char *close = memchr(p, ']', hostlen);
+        if (!close)
+            return ORBIT_EINVAL;
+        memcpy(host, p + 1, (size_t)(close - p - 1));
+        host[close - p - 1] = '\0';
+        colon = close[1] == ':' ? close + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', hostlen);
+        size_t n = colon ? (size_t)(colon - p) : hostlen;
+        memcpy(host, p, n);
+        host[n] = '\0';
+    }
+    d->port = DEFAULT_STAR_PORT;
+    if (colon) {
+        char *end = NULL;
+        long port = strtol(colon + 1, &end, 10);
+        if (end != p + hostlen || port < 1 || port > 65535)
+            return ORBIT_EINVAL;
+        d->port = (uint16_t)port;
+    }
+    d->kind = SCHED_DEST_STAR;
+    d->host = host;
+    d->prefix = slash ? slash + 1 : "";
+    return 0;
+}
+
+static int
+load_token(const struct cli_opts *o, uint8_t *buf, size_t cap, size_t *len)
+{
+    if (o->token_file) {
+        int rc = wire_token_load(o->token_file, buf, cap, len);
+        if (rc != 0)
+            fprintf(stderr, "orbit: cannot use token file %s: %s\n",
+                    o->token_file, orbit_strerror(rc));
+        return rc;
+    }
+    const char *env = getenv("ORBIT_TOKEN");
+    if (!env || !env[0] || strlen(env) > cap) {
+        fprintf(stderr, "orbit: a star:// destination needs a token: "
+                        "--token-file F or ORBIT_TOKEN\n");
+        return ORBIT_EAUTH;
+    }
+    *len = strlen(env);
+    memcpy(buf, env, *len);
+    return 0;
+}
+
+/* The name a source takes under DST: its base name, or "" for "dir/". */
+static const char *
+source_dest_name(const char *src, char *buf, size_t cap)
+{
+    size_t len = strlen(src);
+    if (len > 0 && src[len - 1] == '/')
+        return "";
+    snprintf(buf, cap, "%s", src);
+    char *base = strrchr(buf, '/');
+    return base ? base + 1 : buf;
+}
+
+/* ---- progress and events
+ * ---------------------------------------------------------- */
+
+static void
+print_progress(void *arg, const struct sched_stats *st)
+{
+    struct xfer_ui *ui = arg;
+    if (!ui->tty || ui->o->quiet || ui->o->json)
+        return;
+    uint64_t el = orbit_clock_monotonic_ms(NULL) - ui->t0_ms;
+    double rate = el ? (double)st->bytes_read * 1000.0 / (double)el : 0.0;
+    char done[32], total[32], r[32], eta[32] = "--:--";
+    human(st->bytes_done, done, sizeof done);
+    human(st->bytes_total, total, sizeof total);
+    human((uint64_t)rate, r, sizeof r);
+    if (st->walk_done && rate > 0 && st->bytes_total >= st->bytes_done) {
+        uint64_t secs =
+            (uint64_t)((double)(st->bytes_total - st->bytes_done) / rate);
+        snprintf(eta, sizeof eta, "%" PRIu64 ":%02" PRIu64, secs / 60,
+                 secs % 60);
+    }
+    char line[256];
+    int n = snprintf(line, sizeof line,
+                     "%s / %s%s  %" PRIu64 "/%" PRIu64 " files  %s/s  ETA %s"
+                     "  dead letters %" PRIu64,
+                     done, total, st->walk_done ? "" : "+",
+                     st->files_done + st->files_skipped, st->files_seen, r, eta,
+                     st->files_failed);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n;
+    fprintf(stdout, "\r%s%*s", line,
+            (int)(ui->progress_len > len ? ui->progress_len - len : 0), "");
+    fflush(stdout);
+    ui->progress_len = len;
+}
+
+static void
+clear_progress(struct xfer_ui *ui)
+{
+    if (ui->progress_len == 0)
+        return;
+    fprintf(stdout, "\r%*s\r", (int)ui->progress_len, "");
+    ui->progress_len = 0;
+}
+
+static enum prov_event_type
+event_type_of(enum sched_file_outcome o)
+{
+    switch (o) {
+    case SCHED_FILE_STARTED:
+        return PROV_FILE_STARTED;
+    case SCHED_FILE_DONE:
+        return PROV_FILE_COMPLETED;
+    case SCHED_FILE_SKIPPED:
+    case SCHED_FILE_DELETED:
+        return PROV_FILE_SKIPPED;
+    case SCHED_FILE_RETRY:
+        return PROV_CHUNK_PENALIZED;
+    case SCHED_FILE_DEAD:
+    default:
+        return PROV_CHUNK_DEAD_LETTERED;
+    }
+}
+
+static void
+print_json_event(struct xfer_ui *ui, const struct sched_file_event *ev)
+{
+    struct prov_event *pe = NULL;
+    char *json = NULL;
+    size_t len = 0;
+    if (prov_event_new(event_type_of(ev->outcome), ui->job_id, &pe) != 0)
+        return;
+    prov_event_set(pe, PROV_F_DEST_PATH, ev->path);
+    if (ev->dest)
+        prov_event_set(pe, PROV_F_DEST_STAR, ev->dest);
+    if (ev->outcome == SCHED_FILE_DONE)
+        prov_event_set_bytes(pe, ev->bytes_sent);
+    if (ev->message)
+        prov_event_set(pe, PROV_F_ERROR, ev->message);
+    if (ev->outcome == SCHED_FILE_DEAD)
+        prov_event_context_set(pe, "reason", dlq_reason_str(ev->reason));
+    if (ev->outcome == SCHED_FILE_DELETED)
+        prov_event_context_set(pe, "action", "deleted");
+    if (prov_event_to_json(pe, &json, &len) == 0)
+        printf("%s\n", json);
+    free(json);
+    prov_event_free(pe);
+}
+
+static void
+on_file(void *arg, const struct sched_file_event *ev)
+{
+    struct xfer_ui *ui = arg;
+    if (ui->o->json) {
+        print_json_event(ui, ev);
+        return;
+    }
+    if (ev->outcome == SCHED_FILE_DEAD) {
+        ui->dead++;
+        clear_progress(ui);
+        fprintf(stderr, "orbit: dead letter (%s): %s: %s\n",
+                dlq_reason_str(ev->reason), ev->path,
+                ev->message ? ev->message : "");
+        return;
+    }
+    if (ui->o->quiet)
+        return;
+    const char *what = NULL;
+    if (ui->o->dry_run && ev->outcome == SCHED_FILE_STARTED)
+        what = "would send";
+    else if (ev->outcome == SCHED_FILE_DELETED)
+        what = ui->o->dry_run ? "would delete" : "deleting";
+    else if (ui->o->verbose && ev->outcome == SCHED_FILE_DONE)
+        what = "sent";
+    else if (ui->o->verbose && ev->outcome == SCHED_FILE_RETRY)
+        what = "retrying";
+    else if (ui->o->verbose > 1 && ev->outcome == SCHED_FILE_SKIPPED)
+        what = "unchanged";
+    if (!what)
+        return;
+    clear_progress(ui);
+    printf("%s %s%s%s\n", what, ev->path,
+           ev->outcome == SCHED_FILE_RETRY ? ": " : "",
+           ev->outcome == SCHED_FILE_RETRY && ev->message ? ev->message : "");
+}
+
+/* ---- the report
+ * --------------------------------------------------------------------- */
+
+static void
+print_report(struct xfer_ui *ui, const struct sched_stats *st,
+             const struct dlq_entry *dl, size_t ndl, double secs)
+{
+    if (ui->o->json || ui->o->quiet)
+        return;
+    char read[32], sent[32], raw[32], dedup[32];
+    human(st->bytes_read, read, sizeof read);
+    human(st->bytes_sent, sent, sizeof sent);
+    human(st->bytes_raw_sent, raw, sizeof raw);
+    human(st->bytes_dedup, dedup, sizeof dedup);
+    printf("orbit %s: %s in %.1f s\n", ui->o->command,
+           ui->o->dry_run ? "dry run" : "done", secs);
+    printf("  files: %" PRIu64 " sent, %" PRIu64 " unchanged, %" PRIu64
+           " dead letters, %" PRIu64 " seen",
+           st->files_done, st->files_skipped, st->files_failed, st->files_seen);
+    if (st->deleted)
+        printf(", %" PRIu64 " deleted", st->deleted);
+    printf("\n  bytes: %s read, %s sent (%s of chunks), %s deduplicated\n",
+           read, sent, raw, dedup);
+    if (st->retries)
+        printf("  retries: %" PRIu64 "\n", st->retries);
+    if (ndl == 0)
+        return;
+    printf("  dead letters:\n");
+    for (size_t i = 0; i < ndl; i++)
+        printf("    %-20s %s  (%s, %u attempts)\n",
+               dlq_reason_str(dl[i].reason), dl[i].key,
+               dl[i].last_error ? dl[i].last_error : "", dl[i].attempts);
+    printf("  retry them with: orbit dlq retry --job %s\n", ui->job_id);
+}
+
+/* ---- the command
+ * ---------------------------------------------------------------------- */
+
+struct xfer_setup {
+    struct sched_source sources[CLI_MAX_SOURCES];
+    char names[CLI_MAX_SOURCES][PATH_MAX];
+    struct sched_dest_config dest;
+    char host[256];
+    uint8_t token[WIRE_TOKEN_MAX];
+    size_t token_len;
+    char job_id[40];
+};
+
+static int
+setup_dest(const struct cli_opts *o, struct xfer_setup *x)
+{
+    x->dest.name = o->dest;
+    if (strncmp(o->dest, "star://", 7) == 0) {
+        if (parse_star_url(o->dest, &x->dest, x->host, sizeof x->host) != 0) {
+            fprintf(stderr,
+                    "orbit: bad destination '%s' (expected "
+                    "star://HOST[:PORT]/PATH)\n",
+                    o->dest);
+            return ORBIT_EINVAL;
+        }
+        return load_token(o, x->token, sizeof x->token, &x->token_len);
+    }
+    x->dest.kind = SCHED_DEST_LOCAL;
+    x->dest.root = o->dest;
+    x->dest.prefix = "";
+    if (mkdir(o->dest, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "orbit: cannot create %s: %s\n", o->dest,
+                strerror(errno));
+        return ORBIT_EIO;
+    }
+    /* The in-process star still authenticates: a fresh random token. */
+    x->token_len = 32;
+    return RAND_bytes(x->token, 32) == 1 ? 0 : ORBIT_ECRYPTO;
+}
+
+static int
+setup_sources(const struct cli_opts *o, struct xfer_setup *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(o->sources[i], &st) != 0) {
+            fprintf(stderr, "orbit: source %s: %s\n", o->sources[i],
+                    strerror(errno));
+            return ORBIT_ENOENT;
+        }
+        x->sources[i].path = o->sources[i];
+        x->sources[i].dest_name =
+            source_dest_name(o->sources[i], x->names[i], sizeof x->names[i]);
+    }
+    return 0;
+}
+
+static void
+make_job_id(const struct cli_opts *o, char *buf, size_t cap)
+{
+    if (o->job_id) {
+        snprintf(buf, cap, "%s", o->job_id);
+        return;
+    }
+    uint8_t r[6];
+    if (RAND_bytes(r, sizeof r) != 1)
+        memset(r, 0, sizeof r);
+    snprintf(buf, cap, "%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4],
+             r[5]);
+}
+
+static volatile sig_atomic_t interrupted;
+static struct sched *running;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+    if (running)
+        sched_cancel(running);
+}
+
+static int
+check_operands(const struct cli_opts *o, size_t *nsrc)
+{
+    bool sync = strcmp(o->command, "sync") == 0;
+    if (o->nsources < 2 || (sync && o->nsources != 2)) {
+        fprintf(stderr, "orbit: usage: orbit %s\n",
+                sync ? "sync SRC DST [--delete]" : "copy SRC... DST");
+        return ORBIT_EINVAL;
+    }
+    if (!sync && (o->delete_extraneous || o->checksum)) {
+        fprintf(stderr, "orbit: --delete and --checksum are sync options\n");
+        return ORBIT_EINVAL;
+    }
+    *nsrc = o->nsources - 1;
+    return 0;
+}
+
+int
+cli_cmd_transfer(const struct cli_opts *o_in)
+{
+    struct cli_opts o = *o_in;
+    size_t nsrc = 0;
+    if (check_operands(&o, &nsrc) != 0)
+        return ORBIT_EXIT_USAGE;
+    o.dest = o.sources[nsrc];
+    struct xfer_setup *x = calloc(1, sizeof *x);
+    if (!x)
+        return ORBIT_EXIT_FATAL;
+    int exit_code = ORBIT_EXIT_FATAL;
+    struct sched *s = NULL;
+    struct dlq_entry *dl = NULL;
+    size_t ndl = 0;
+    if (setup_sources(&o, x, nsrc) != 0 || setup_dest(&o, x) != 0)
+        goto out;
+    make_job_id(&o, x->job_id, sizeof x->job_id);
+    struct xfer_ui ui = {.o = &o,
+                         .tty = isatty(STDOUT_FILENO) == 1,
+                         .t0_ms = orbit_clock_monotonic_ms(NULL),
+                         .job_id = x->job_id};
+    x->dest.token = x->token;
+    x->dest.token_len = x->token_len;
+    struct sched_config cfg;
+    sched_config_init(&cfg);
+    cfg.job_id = x->job_id;
+    cfg.sources = x->sources;
+    cfg.nsources = nsrc;
+    cfg.dests = &x->dest;
+    cfg.ndests = 1;
+    cfg.sync_mode = strcmp(o.command, "sync") == 0;
+    cfg.delete_extraneous = o.delete_extraneous;
+    cfg.checksum = o.checksum;
+    cfg.dry_run = o.dry_run;
+    cfg.includes = o.includes;
+    cfg.nincludes = o.nincludes;
+    cfg.excludes = o.excludes;
+    cfg.nexcludes = o.nexcludes;
+    cfg.prioritize = o.prioritize;
+    cfg.chunk_avg = o.chunk_avg;
+    cfg.compress_level = o.compress_level;
+    cfg.bwlimit = o.bwlimit;
+    cfg.jobs = o.jobs;
+    cfg.retries = o.retries;
+    cfg.on_file = on_file;
+    cfg.on_progress = print_progress;
+    cfg.arg = &ui;
+    const char *fast = getenv("ORBIT_RETRY_INITIAL_MS");
+    if (fast)
+        cfg.retry_initial_ms = cfg.retry_max_ms = strtoull(fast, NULL, 10);
+    if (sched_new(&cfg, &s) != 0)
+        goto out;
+    running = s;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    int rc = sched_run(s);
+    running = NULL;
+    clear_progress(&ui);
+    struct sched_stats st;
+    sched_get_stats(s, &st);
+    sched_dead_letters(s, &dl, &ndl);
+    double secs = (double)(orbit_clock_monotonic_ms(NULL) - ui.t0_ms) / 1000.0;
+    if (rc == 0)
+        print_report(&ui, &st, dl, ndl, secs);
+    else if (rc == ORBIT_ECANCELED)
+        fprintf(stderr, "orbit: interrupted; rerun the same command to "
+                        "resume\n");
+    exit_code = rc != 0   ? ORBIT_EXIT_FATAL
+                : ndl > 0 ? ORBIT_EXIT_PARTIAL
+                          : ORBIT_EXIT_OK;
+out:
+    dlq_entries_free(dl, ndl);
+    sched_free(s);
+    free(x);
+    return exit_code;
+}

@@ -1,0 +1,988 @@
+/*
+ * sched.c - the scheduler's main loop: walk the sources, hand files to the
+ * readers, route their chunk batches to every destination, decide when a
+ * file is done, retried (penalty box) or dead-lettered (DLQ), and end the
+ * job once every file has reached a final state.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/rand.h>
+
+#include "orbit/backpressure.h"
+#include "orbit/breaker.h"
+#include "orbit/chunk_codec.h"
+#include "orbit/chunker.h"
+#include "orbit/error.h"
+#include "orbit/orbit_clock.h"
+#include "orbit/penalty_box.h"
+#include "orbit/wire_client.h"
+#include "sched_internal.h"
+#include "sched_walk.h"
+
+#define MAX_INFLIGHT  128 /* files between walk and final state */
+#define WALK_PER_PUMP 512 /* entries walked per loop pass */
+#define TICK_MS       50
+#define PROGRESS_MS   250
+#define HELD_LIMIT    ((size_t)24 << 20)
+#define RECONNECT_MS  1000
+
+struct sched {
+    struct sched_config cfg;
+    struct event_base *base;
+    struct event *wake_ev;
+    struct event *tick_ev;
+    struct event *pump_ev;
+    struct sched_readers rd;
+    bool readers_started;
+    struct sched_dest dests[SCHED_MAX_DESTS];
+    unsigned ndests;
+    struct penalty_box *pb;
+    struct dlq *dlq;
+    struct sched_stats st;
+    struct sched_walk walk;
+    size_t inflight;
+    struct sched_file *live; /* every file between walk and final state */
+    bool tearing_down;
+    struct sched_file *retry_head;
+    size_t nretry;
+    unsigned ready_count;
+    unsigned lists_pending;
+    bool walking;
+    bool deleting;
+    size_t deletes_pending;
+    volatile int canceled;
+    int fatal;
+    char fatal_msg[512];
+    uint64_t last_progress_ms;
+    /* --bwlimit token bucket */
+    double bw_tokens;
+    uint64_t bw_last_ms;
+};
+
+static uint64_t
+now_ms(void)
+{
+    return orbit_clock_monotonic_ms(NULL);
+}
+
+struct event_base *
+sched_base(struct sched *s)
+{
+    return s->base;
+}
+
+const char *
+sched_job_id(struct sched *s)
+{
+    return s->cfg.job_id ? s->cfg.job_id : "";
+}
+
+void
+sched_config_init(struct sched_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->compress_level = -1;
+    cfg->jobs = 2;
+    cfg->retries = 5;
+}
+
+/* The job cannot go on: remember why (the first reason wins) and stop. */
+static void
+set_fatal(struct sched *s, int err, const char *what, const char *detail)
+{
+    if (s->fatal != 0)
+        return;
+    s->fatal = err;
+    snprintf(s->fatal_msg, sizeof s->fatal_msg, "%s%s%s", what,
+             detail[0] ? ": " : "", detail);
+    event_base_loopbreak(s->base);
+}
+
+/* ---- accounting callbacks from sched_dest.c --------------------------------
+ */
+
+void
+sched_count_sent(struct sched *s, uint64_t stored, uint64_t raw)
+{
+    s->st.bytes_sent += stored;
+    s->st.bytes_raw_sent += raw;
+    s->st.chunks_sent++;
+}
+
+void
+sched_count_dedup(struct sched *s, struct sched_file *f, uint64_t raw)
+{
+    s->st.bytes_dedup += raw;
+    s->st.chunks_dedup++;
+    f->bytes_dedup += raw;
+}
+
+bool
+sched_bw_take(struct sched *s, uint64_t bytes)
+{
+    if (s->cfg.bwlimit == 0)
+        return true;
+    uint64_t now = now_ms();
+    double rate = (double)s->cfg.bwlimit;
+    s->bw_tokens += rate * (double)(now - s->bw_last_ms) / 1000.0;
+    s->bw_last_ms = now;
+    /* A burst of at most a fifth of a second, but room for one chunk. */
+    double cap = rate / 5.0 > (double)bytes ? rate / 5.0 : (double)bytes;
+    if (s->bw_tokens > cap)
+        s->bw_tokens = cap;
+    if (s->bw_tokens < (double)bytes)
+        return false;
+    s->bw_tokens -= (double)bytes;
+    return true;
+}
+
+void
+sched_wake(struct sched *s)
+{
+    event_active(s->pump_ev, EV_TIMEOUT, 0);
+}
+
+/* ---- files
+ * -------------------------------------------------------------------- */
+
+static void
+file_free(struct sched_file *f)
+{
+    if (!f)
+        return;
+    for (unsigned i = 0; i < SCHED_MAX_DESTS; i++)
+        free(f->fail_msg[i]);
+    free(f->rel);
+    free(f->src_path);
+    free(f->target);
+    free(f->refs);
+    free(f);
+}
+
+static void
+emit(struct sched *s, enum sched_file_outcome o, const struct sched_file *f,
+     const struct sched_dest *d, int err, const char *msg,
+     enum dlq_reason reason)
+{
+    if (!s->cfg.on_file)
+        return;
+    struct sched_file_event ev = {
+        .outcome = o,
+        .path = f->rel,
+        .dest = d ? d->cfg->name : NULL,
+        .size = f->size,
+        .bytes_sent = f->bytes_sent,
+        .bytes_dedup = f->bytes_dedup,
+        .error = err,
+        .message = msg,
+        .reason = reason,
+    };
+    s->cfg.on_file(s->cfg.arg, &ev);
+}
+
+void
+sched_file_fail(struct sched *s, struct sched_file *f, unsigned d, int err,
+                const char *msg)
+{
+    (void)s;
+    uint32_t bit = 1u << d;
+    if (f->failed_mask & bit)
+        return;
+    f->failed_mask |= bit;
+    f->fail_err[d] = err;
+    free(f->fail_msg[d]);
+    f->fail_msg[d] = strdup(msg ? msg : orbit_strerror(err));
+}
+
+static enum dlq_reason
+reason_for(const struct sched_file *f, int err, bool exhausted)
+{
+    if (exhausted)
+        return DLQ_RETRIES_EXHAUSTED;
+    if (f->read_err != 0) {
+        if (err == ORBIT_ENOENT || err == ORBIT_ENOTDIR)
+            return DLQ_SOURCE_MISSING;
+        return DLQ_PERMANENT_ERROR;
+    }
+    switch (err) {
+    case ORBIT_ENOSPC:
+        return DLQ_DESTINATION_FULL;
+    case ORBIT_ECORRUPT:
+        return DLQ_CHECKSUM_MISMATCH;
+    case ORBIT_EPATH:
+    case ORBIT_EPERM:
+        return DLQ_PERMANENT_ERROR;
+    default:
+        return DLQ_DESTINATION_ERROR;
+    }
+}
+
+static void
+dead_letter(struct sched *s, struct sched_file *f, unsigned d,
+            enum dlq_reason reason, uint32_t attempts)
+{
+    char dpath[WIRE_MAX_PATH + 1];
+    if (sched_dest_path(&s->dests[d], f->rel, dpath) != 0)
+        snprintf(dpath, sizeof dpath, "%s", f->rel);
+    struct dlq_failure fl = {
+        .key = f->rel,
+        .job_id = sched_job_id(s),
+        .reason = reason,
+        .last_error = f->fail_msg[d] ? f->fail_msg[d] : "",
+        .error_code = f->fail_err[d],
+        .attempts = attempts,
+        .source_path = f->src_path,
+        .dest_path = dpath,
+    };
+    dlq_push(s->dlq, &fl);
+    s->st.files_failed++;
+    emit(s, SCHED_FILE_DEAD, f, &s->dests[d], f->fail_err[d], f->fail_msg[d],
+         reason);
+}
+
+static void
+file_reset_for_retry(struct sched_file *f, uint32_t mask)
+{
+    f->dest_mask = mask;
+    f->failed_mask = 0;
+    f->commit_mask = 0;
+    for (unsigned i = 0; i < SCHED_MAX_DESTS; i++) {
+        f->pending[i] = 0;
+        f->fail_err[i] = 0;
+        free(f->fail_msg[i]);
+        f->fail_msg[i] = NULL;
+    }
+    f->nrefs = 0;
+    f->read_done = false;
+    f->read_err = 0;
+    f->bytes_sent = 0;
+    f->bytes_dedup = 0;
+}
+
+static void
+live_link(struct sched *s, struct sched_file *f)
+{
+    f->live_prev = NULL;
+    f->live_next = s->live;
+    if (s->live)
+        s->live->live_prev = f;
+    s->live = f;
+    s->inflight++;
+}
+
+static void
+live_unlink(struct sched *s, struct sched_file *f)
+{
+    if (f->live_prev)
+        f->live_prev->live_next = f->live_next;
+    else
+        s->live = f->live_next;
+    if (f->live_next)
+        f->live_next->live_prev = f->live_prev;
+    s->inflight--;
+}
+
+/* Every destination of this attempt has an outcome: account for it. */
+static void
+file_final(struct sched *s, struct sched_file *f)
+{
+    uint32_t retry = 0;
+    if (f->failed_mask) {
+        struct penalty_info info = {0};
+        int prc = penalty_box_penalize(s->pb, f->rel, &info);
+        for (unsigned d = 0; d < s->ndests; d++) {
+            if (!(f->failed_mask & (1u << d)))
+                continue;
+            int err = f->fail_err[d];
+            bool can = orbit_err_retryable(err) && prc == 0 && !info.exhausted;
+            if (can) {
+                retry |= 1u << d;
+                continue;
+            }
+            bool exhausted = orbit_err_retryable(err);
+            dead_letter(s, f, d, reason_for(f, err, exhausted), info.penalties);
+        }
+    }
+    if (retry) {
+        s->st.retries++;
+        unsigned d0 = (unsigned)__builtin_ctz(retry);
+        emit(s, SCHED_FILE_RETRY, f, &s->dests[d0], f->fail_err[d0],
+             f->fail_msg[d0], DLQ_RETRIES_EXHAUSTED);
+        file_reset_for_retry(f, retry);
+        f->next = s->retry_head;
+        s->retry_head = f;
+        s->nretry++;
+        return;
+    }
+    penalty_box_clear(s->pb, f->rel);
+    if (f->failed_mask == 0) {
+        s->st.files_done++;
+        s->st.bytes_done += f->ftype == WIRE_FT_REGULAR ? f->size : 0;
+        sched_walk_mark_done(&s->walk, f);
+        emit(s, SCHED_FILE_DONE, f, NULL, 0, NULL, DLQ_RETRIES_EXHAUSTED);
+    }
+    live_unlink(s, f);
+    file_free(f);
+    sched_wake(s);
+}
+
+static void
+file_maybe_final(struct sched *s, struct sched_file *f)
+{
+    if (!f->read_done || f->batches_open > 0)
+        return;
+    for (unsigned d = 0; d < s->ndests; d++) {
+        uint32_t bit = 1u << d;
+        if (!(f->dest_mask & bit))
+            continue;
+        if (f->pending[d] > 0)
+            return;
+        if (!((f->done_mask | f->failed_mask) & bit))
+            return;
+    }
+    file_final(s, f);
+}
+
+void
+sched_file_progress(struct sched *s, struct sched_file *f, unsigned d)
+{
+    uint32_t bit = 1u << d;
+    if (s->tearing_down)
+        return;
+    if (!f->read_done || f->pending[d] > 0 || !(f->dest_mask & bit))
+        return;
+    if (!((f->failed_mask | f->done_mask) & bit)) {
+        if (!(f->commit_mask & bit)) {
+            f->commit_mask |= bit;
+            struct sched_dest *dd = &s->dests[d];
+            int rc = dd->client ? sched_dest_commit(dd, f) : ORBIT_ECLOSED;
+            if (rc == 0)
+                return; /* on_commit calls back here */
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s: cannot commit: %s", dd->cfg->name,
+                     orbit_strerror(rc));
+            sched_file_fail(s, f, d, rc, msg);
+        } else {
+            f->done_mask |= bit;
+        }
+    }
+    file_maybe_final(s, f);
+}
+
+void
+sched_batch_unref(struct sched *s, struct sched_batch *b)
+{
+    if (--b->refs > 0)
+        return;
+    struct sched_file *f = b->file;
+    sched_batch_free(&s->rd, b);
+    f->batches_open--;
+    if (s->tearing_down)
+        return;
+    for (unsigned d = 0; d < s->ndests; d++)
+        if (f->dest_mask & (1u << d))
+            sched_file_progress(s, f, d);
+}
+
+static int
+refs_append(struct sched_file *f, const struct sched_batch *b)
+{
+    if (f->nrefs + b->n > f->caprefs) {
+        uint32_t ncap = f->caprefs ? f->caprefs : 64;
+        while (ncap < f->nrefs + b->n)
+            ncap *= 2;
+        struct wire_chunk_ref *r = realloc(f->refs, ncap * sizeof *r);
+        if (!r)
+            return ORBIT_ENOMEM;
+        f->refs = r;
+        f->caprefs = ncap;
+    }
+    for (uint32_t i = 0; i < b->n; i++) {
+        memcpy(f->refs[f->nrefs + i].id, b->chunks[i].id, WIRE_ID_LEN);
+        f->refs[f->nrefs + i].raw_len = b->chunks[i].len;
+    }
+    f->nrefs += b->n;
+    return 0;
+}
+
+static void
+on_batch(struct sched *s, struct sched_batch *b)
+{
+    struct sched_file *f = b->file;
+    f->batches_open++;
+    s->st.bytes_read += b->bytes;
+    b->refs = 1; /* held during routing */
+    if (refs_append(f, b) != 0) {
+        for (unsigned d = 0; d < s->ndests; d++)
+            if (f->dest_mask & (1u << d))
+                sched_file_fail(s, f, d, ORBIT_ENOMEM, "out of memory");
+    }
+    for (unsigned d = 0; d < s->ndests; d++) {
+        uint32_t bit = 1u << d;
+        if ((f->dest_mask & bit) && !(f->failed_mask & bit))
+            sched_dest_enqueue(&s->dests[d], b);
+    }
+    sched_batch_unref(s, b);
+}
+
+static void
+on_read_end(struct sched *s, struct sched_rmsg *m)
+{
+    struct sched_file *f = m->file;
+    f->read_done = true;
+    f->read_err = m->err;
+    if (m->err == 0) {
+        memcpy(f->digest, m->digest, sizeof f->digest);
+        f->size = m->size;
+        f->mtime_sec = m->mtime_sec;
+        f->mtime_nsec = m->mtime_nsec;
+    } else {
+        char msg[512];
+        snprintf(msg, sizeof msg, "source %s: %s", f->src_path, m->msg);
+        for (unsigned d = 0; d < s->ndests; d++)
+            if (f->dest_mask & (1u << d))
+                sched_file_fail(s, f, d, m->err, msg);
+    }
+    for (unsigned d = 0; d < s->ndests; d++)
+        if (f->dest_mask & (1u << d))
+            sched_file_progress(s, f, d);
+    file_maybe_final(s, f);
+}
+
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched *s = arg;
+    (void)fd;
+    (void)what;
+    struct sched_rmsg *m = sched_readers_take(&s->rd);
+    while (m) {
+        struct sched_rmsg *next = m->next;
+        if (m->kind == SCHED_RMSG_BATCH)
+            on_batch(s, m->batch);
+        else
+            on_read_end(s, m);
+        free(m);
+        m = next;
+    }
+    for (unsigned d = 0; d < s->ndests; d++)
+        sched_dest_flush(&s->dests[d]);
+    sched_wake(s);
+}
+
+/* Start (or restart) a file: regular files go to the readers, the rest
+ * commit at once. */
+static void
+file_start(struct sched *s, struct sched_file *f)
+{
+    emit(s, SCHED_FILE_STARTED, f, NULL, 0, NULL, DLQ_RETRIES_EXHAUSTED);
+    if (f->ftype == WIRE_FT_REGULAR) {
+        sched_readers_submit(&s->rd, f);
+        return;
+    }
+    f->read_done = true;
+    for (unsigned d = 0; d < s->ndests; d++)
+        if (f->dest_mask & (1u << d))
+            sched_file_progress(s, f, d);
+}
+
+/* ---- walking
+ * ------------------------------------------------------------------ */
+
+static bool
+listed_unchanged(struct sched *s, struct sched_dest *d,
+                 const struct sched_file *f)
+{
+    char path[WIRE_MAX_PATH + 1];
+    if (sched_dest_path(d, f->rel, path) != 0)
+        return false;
+    struct sched_listed *e = sched_dest_listed(d, path);
+    if (!e)
+        return false;
+    e->seen = true;
+    if (!s->cfg.sync_mode || s->cfg.checksum || e->ftype != f->ftype)
+        return false;
+    if (f->ftype == WIRE_FT_DIRECTORY)
+        return false; /* cheap, and keeps modes right */
+    return e->size == f->size && e->mtime_sec == f->mtime_sec &&
+           e->mtime_nsec == f->mtime_nsec;
+}
+
+static void
+walk_entry(struct sched *s, struct sched_file *f)
+{
+    s->st.files_seen++;
+    if (f->ftype == WIRE_FT_REGULAR)
+        s->st.bytes_total += f->size;
+    uint32_t mask = 0;
+    for (unsigned d = 0; d < s->ndests; d++)
+        if (!listed_unchanged(s, &s->dests[d], f))
+            mask |= 1u << d;
+    if (mask && sched_walk_is_done(&s->walk, f))
+        mask = 0;
+    if (mask == 0 || s->cfg.dry_run) {
+        if (mask == 0) {
+            s->st.files_skipped++;
+            s->st.bytes_done += f->ftype == WIRE_FT_REGULAR ? f->size : 0;
+        }
+        emit(s, mask == 0 ? SCHED_FILE_SKIPPED : SCHED_FILE_STARTED, f, NULL, 0,
+             NULL, DLQ_RETRIES_EXHAUSTED);
+        file_free(f);
+        return;
+    }
+    f->dest_mask = mask;
+    live_link(s, f);
+    file_start(s, f);
+}
+
+static void
+walk_error(struct sched *s, struct sched_file *f, int err, const char *msg)
+{
+    /* An entry the walk could not read: a dead letter for every
+     * destination, the walk goes on. */
+    f->read_err = err;
+    f->read_done = true;
+    for (unsigned d = 0; d < s->ndests; d++) {
+        sched_file_fail(s, f, d, err, msg);
+        dead_letter(s, f, d, reason_for(f, err, false), 1);
+    }
+    file_free(f);
+}
+
+static void
+pump_walk(struct sched *s)
+{
+    for (unsigned n = 0; s->walking && n < WALK_PER_PUMP; n++) {
+        if (s->inflight >= MAX_INFLIGHT)
+            return;
+        struct sched_file *f = NULL;
+        char msg[512];
+        int rc = sched_walk_next(&s->walk, &f, msg, sizeof msg);
+        if (rc == ORBIT_ENOENT) {
+            s->walking = false;
+            s->st.walk_done = true;
+            return;
+        }
+        if (rc != 0 && !f) {
+            set_fatal(s, rc, msg, "");
+            return;
+        }
+        if (rc != 0)
+            walk_error(s, f, rc, msg);
+        else
+            walk_entry(s, f);
+    }
+    if (s->walking)
+        sched_wake(s); /* more next pass, after I/O callbacks ran */
+}
+
+/* ---- retries, deletions, the end
+ * ----------------------------------------------- */
+
+static void
+pump_retries(struct sched *s)
+{
+    struct sched_file **pp = &s->retry_head;
+    uint64_t now = now_ms();
+    while (*pp) {
+        struct sched_file *f = *pp;
+        if (!penalty_box_is_eligible(s->pb, f->rel, now)) {
+            pp = &f->next;
+            continue;
+        }
+        *pp = f->next;
+        f->next = NULL;
+        s->nretry--;
+        file_start(s, f);
+    }
+}
+
+static bool
+ancestor_unseen(struct sched_dest *d, const char *path)
+{
+    char buf[WIRE_MAX_PATH + 1];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *slash;
+    while ((slash = strrchr(buf, '/')) != NULL) {
+        *slash = '\0';
+        struct sched_listed *e = sched_dest_listed(d, buf);
+        if (e && !e->seen)
+            return true;
+    }
+    return false;
+}
+
+void
+sched_delete_done(struct sched *s, int status)
+{
+    (void)status;
+    if (s->deletes_pending > 0)
+        s->deletes_pending--;
+    if (status == 0)
+        s->st.deleted++;
+    sched_wake(s);
+}
+
+static void
+start_deletes(struct sched *s)
+{
+    s->deleting = true;
+    for (unsigned i = 0; i < s->ndests; i++) {
+        struct sched_dest *d = &s->dests[i];
+        for (size_t b = 0; d->listed && b < d->nbuckets; b++) {
+            for (struct sched_listed *e = d->listed[b]; e; e = e->next) {
+                if (e->seen || ancestor_unseen(d, e->path))
+                    continue;
+                if (s->cfg.on_file) {
+                    struct sched_file_event ev = {
+                        .outcome = SCHED_FILE_DELETED,
+                        .path = e->path,
+                        .dest = d->cfg->name,
+                    };
+                    s->cfg.on_file(s->cfg.arg, &ev);
+                }
+                if (s->cfg.dry_run || !d->client)
+                    continue;
+                if (sched_dest_delete(d, e->path) == 0)
+                    s->deletes_pending++;
+            }
+        }
+    }
+}
+
+static void
+maybe_finish(struct sched *s)
+{
+    if (s->walking || s->inflight > 0 || s->nretry > 0 ||
+        s->lists_pending > 0 || s->ready_count < s->ndests)
+        return;
+    if (s->cfg.sync_mode && s->cfg.delete_extraneous && !s->deleting)
+        start_deletes(s);
+    if (s->deletes_pending > 0)
+        return;
+    event_base_loopexit(s->base, NULL);
+}
+
+static void
+report_progress(struct sched *s, bool force)
+{
+    uint64_t now = now_ms();
+    if (!s->cfg.on_progress ||
+        (!force && now - s->last_progress_ms < PROGRESS_MS))
+        return;
+    s->last_progress_ms = now;
+    s->cfg.on_progress(s->cfg.arg, &s->st);
+}
+
+static void
+on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->canceled) {
+        set_fatal(s, ORBIT_ECANCELED, "canceled", "");
+        return;
+    }
+    pump_walk(s);
+    maybe_finish(s);
+}
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched *s = arg;
+    (void)fd;
+    (void)what;
+    pump_retries(s);
+    for (unsigned d = 0; d < s->ndests; d++)
+        sched_dest_pump(&s->dests[d]);
+    report_progress(s, false);
+    on_pump(-1, 0, s);
+}
+
+/* ---- destinations
+ * ----------------------------------------------------------------- */
+
+static void
+start_walk(struct sched *s)
+{
+    s->walking = true;
+    sched_wake(s);
+}
+
+void
+sched_dest_listed_done(struct sched *s, struct sched_dest *d, int err)
+{
+    if (err != 0) {
+        char what[512];
+        snprintf(what, sizeof what, "cannot list %s", d->cfg->name);
+        set_fatal(s, err, what, orbit_strerror(err));
+        return;
+    }
+    if (--s->lists_pending == 0)
+        start_walk(s);
+}
+
+static void
+on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched_dest *d = arg;
+    (void)fd;
+    (void)what;
+    if (d->client)
+        return;
+    struct timeval tv = {RECONNECT_MS / 1000, (RECONNECT_MS % 1000) * 1000};
+    if (!breaker_allow(d->breaker, now_ms()) || sched_dest_open(d) != 0)
+        event_add(d->reconnect_ev, &tv);
+}
+
+void
+sched_dest_ready(struct sched *s, struct sched_dest *d, int status)
+{
+    if (status == 0) {
+        breaker_record_success(d->breaker, now_ms());
+        if (d->was_ready)
+            return;
+        d->was_ready = true;
+        if (++s->ready_count < s->ndests)
+            return;
+        if (s->cfg.sync_mode) {
+            for (unsigned i = 0; i < s->ndests; i++) {
+                s->lists_pending++;
+                int rc = sched_dest_list(&s->dests[i]);
+                if (rc != 0) {
+                    sched_dest_listed_done(s, &s->dests[i], rc);
+                    return;
+                }
+            }
+        } else {
+            start_walk(s);
+        }
+        return;
+    }
+    breaker_record_failure(d->breaker, now_ms());
+    if (!d->was_ready) {
+        char what[512];
+        snprintf(what, sizeof what, "cannot reach %s", d->cfg->name);
+        set_fatal(s, status, what, orbit_strerror(status));
+        return;
+    }
+    if (d->client) {
+        wire_client_free(d->client);
+        d->client = NULL;
+    }
+    struct timeval tv = {RECONNECT_MS / 1000, (RECONNECT_MS % 1000) * 1000};
+    event_add(d->reconnect_ev, &tv);
+}
+
+static int
+dest_init(struct sched *s, unsigned i)
+{
+    struct sched_dest *d = &s->dests[i];
+    d->s = s;
+    d->idx = i;
+    d->cfg = &s->cfg.dests[i];
+    int level = s->cfg.compress_level;
+    if (level < 0)
+        level = d->cfg->kind == SCHED_DEST_STAR ? 3 : 0;
+    d->compress = level > 0;
+    struct backpressure_config bc;
+    backpressure_config_default(&bc);
+    bc.max_bytes = 8u << 20; /* bytes in flight to one star */
+    int rc = backpressure_guard_new(&bc, &d->guard);
+    struct breaker_config kc;
+    breaker_config_default(&kc);
+    if (rc == 0)
+        rc = breaker_new(&kc, &d->breaker);
+    if (rc == 0 && d->compress) {
+        rc = chunk_codec_new(level, &d->codec);
+        d->zcap = chunk_codec_bound(CHUNKER_DEFAULT_MAX * 16);
+        d->zbuf = malloc(d->zcap);
+        if (rc == 0 && !d->zbuf)
+            rc = ORBIT_ENOMEM;
+    }
+    d->reconnect_ev = evtimer_new(s->base, on_reconnect, d);
+    if (rc == 0 && !d->reconnect_ev)
+        rc = ORBIT_ENOMEM;
+    if (rc == 0)
+        rc = sched_dest_open(d);
+    return rc;
+}
+
+static void
+dest_release(struct sched_dest *d)
+{
+    if (!d->s)
+        return;
+    sched_dest_close(d);
+    if (d->reconnect_ev)
+        event_free(d->reconnect_ev);
+    backpressure_guard_free(d->guard);
+    breaker_free(d->breaker);
+    chunk_codec_free(d->codec);
+    free(d->zbuf);
+}
+
+/* ---- lifecycle
+ * ----------------------------------------------------------------------- */
+
+int
+sched_new(const struct sched_config *cfg, struct sched **out)
+{
+    *out = NULL;
+    if (!cfg || cfg->nsources == 0 || cfg->ndests == 0 ||
+        cfg->ndests > SCHED_MAX_DESTS)
+        return ORBIT_EINVAL;
+    struct sched *s = calloc(1, sizeof *s);
+    if (!s)
+        return ORBIT_ENOMEM;
+    s->cfg = *cfg;
+    if (s->cfg.jobs == 0)
+        s->cfg.jobs = 2;
+    struct penalty_box_config pc;
+    penalty_box_config_default(&pc);
+    pc.max_penalties = cfg->retries;
+    if (cfg->retry_initial_ms)
+        pc.initial_delay_ms = cfg->retry_initial_ms;
+    if (cfg->retry_max_ms)
+        pc.max_delay_ms = cfg->retry_max_ms;
+    if (pc.max_delay_ms < pc.initial_delay_ms)
+        pc.max_delay_ms = pc.initial_delay_ms;
+    struct dlq_config qc;
+    dlq_config_default(&qc);
+    qc.capacity = DLQ_CAPACITY_MAX;
+    int rc = penalty_box_new(&pc, &s->pb);
+    if (rc == 0)
+        rc = dlq_new(&qc, &s->dlq);
+    if (rc != 0) {
+        sched_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void
+sched_free(struct sched *s)
+{
+    if (!s)
+        return;
+    penalty_box_free(s->pb);
+    dlq_free(s->dlq);
+    free(s);
+}
+
+void
+sched_cancel(struct sched *s)
+{
+    s->canceled = 1;
+    if (s->base)
+        event_active(s->pump_ev, EV_TIMEOUT, 0);
+}
+
+void
+sched_get_stats(const struct sched *s, struct sched_stats *out)
+{
+    *out = s->st;
+}
+
+int
+sched_dead_letters(struct sched *s, struct dlq_entry **out, size_t *n)
+{
+    return dlq_drain(s->dlq, out, n);
+}
+
+static int
+loop_setup(struct sched *s)
+{
+    static const struct timeval tick = {0, TICK_MS * 1000};
+    evthread_use_pthreads();
+    s->base = event_base_new();
+    if (!s->base)
+        return ORBIT_ENOMEM;
+    s->wake_ev = event_new(s->base, -1, 0, on_wake, s);
+    s->pump_ev = event_new(s->base, -1, 0, on_pump, s);
+    s->tick_ev = event_new(s->base, -1, EV_PERSIST, on_tick, s);
+    if (!s->wake_ev || !s->pump_ev || !s->tick_ev)
+        return ORBIT_ENOMEM;
+    event_add(s->tick_ev, &tick);
+    s->bw_last_ms = now_ms();
+    size_t avg = s->cfg.chunk_avg ? s->cfg.chunk_avg : CHUNKER_DEFAULT_AVG;
+    s->rd.chunk_avg = avg;
+    s->rd.chunk_min = avg / 4;
+    s->rd.chunk_max = avg * 4;
+    s->rd.held_limit = HELD_LIMIT;
+    int rc = sched_readers_start(&s->rd, s->cfg.jobs, s->wake_ev);
+    s->readers_started = true;
+    return rc;
+}
+
+static void
+loop_teardown(struct sched *s)
+{
+    s->tearing_down = true;
+    if (s->readers_started)
+        sched_readers_stop(&s->rd);
+    for (unsigned i = 0; i < s->ndests; i++)
+        dest_release(&s->dests[i]);
+    if (s->readers_started)
+        sched_readers_release(&s->rd);
+    /* Retrying files stay on the live list too. */
+    s->retry_head = NULL;
+    while (s->live) {
+        struct sched_file *f = s->live;
+        live_unlink(s, f);
+        file_free(f);
+    }
+    sched_walk_release(&s->walk);
+    if (s->wake_ev)
+        event_free(s->wake_ev);
+    if (s->pump_ev)
+        event_free(s->pump_ev);
+    if (s->tick_ev)
+        event_free(s->tick_ev);
+    if (s->base)
+        event_base_free(s->base);
+    s->base = NULL;
+}
+
+int
+sched_run(struct sched *s)
+{
+    int rc = loop_setup(s);
+    if (rc == 0)
+        rc = sched_walk_init(&s->walk, &s->cfg);
+    for (unsigned i = 0; rc == 0 && i < s->cfg.ndests; i++) {
+        s->ndests = i + 1;
+        rc = dest_init(s, i);
+        if (rc != 0)
+            snprintf(s->fatal_msg, sizeof s->fatal_msg, "cannot open %s: %s",
+                     s->cfg.dests[i].name, orbit_strerror(rc));
+    }
+    if (rc == 0) {
+        event_base_dispatch(s->base);
+        rc = s->fatal;
+    }
+    report_progress(s, true);
+    if (rc != 0 && s->fatal_msg[0])
+        fprintf(stderr, "orbit: %s\n", s->fatal_msg);
+    /* Files still in flight (canceled, fatal) are abandoned: the journal
+     * and the stars' chunk stores let the next run resume them. */
+    loop_teardown(s);
+    return rc;
+}
+
+const char *
+sched_fatal_message(const struct sched *s)
+{
+    return s->fatal_msg;
+}

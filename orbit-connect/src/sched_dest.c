@@ -1,0 +1,612 @@
+/*
+ * sched_dest.c - one destination of a job: its connection (an in-process
+ * star over a socketpair, or a remote star), HAVE batching, PUT dispatch
+ * under its backpressure guard, COMMIT, LIST and DELETE.
+ *
+ * Runs on the scheduler's loop thread only.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "orbit/backpressure.h"
+#include "orbit/breaker.h"
+#include "orbit/chunk_codec.h"
+#include "orbit/error.h"
+#include "orbit/star.h"
+#include "orbit/wire_client.h"
+#include "sched_internal.h"
+
+#define HAVE_BATCH 2048
+
+/* ---- a FIFO of chunk references ---------------------------------------- */
+
+int
+sched_refq_push(struct sched_refq *q, struct sched_batch *b, uint32_t i)
+{
+    if (q->len == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 256;
+        struct sched_ref *v = malloc(ncap * sizeof *v);
+        if (!v)
+            return ORBIT_ENOMEM;
+        for (size_t k = 0; k < q->len; k++)
+            v[k] = q->v[(q->head + k) % q->cap];
+        free(q->v);
+        q->v = v;
+        q->cap = ncap;
+        q->head = 0;
+    }
+    q->v[(q->head + q->len) % q->cap] = (struct sched_ref){b, i};
+    q->len++;
+    return 0;
+}
+
+static const struct sched_ref *
+refq_front(const struct sched_refq *q)
+{
+    return q->len ? &q->v[q->head] : NULL;
+}
+
+bool
+sched_refq_pop(struct sched_refq *q, struct sched_ref *out)
+{
+    if (q->len == 0)
+        return false;
+    *out = q->v[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    return true;
+}
+
+void
+sched_refq_release(struct sched_refq *q)
+{
+    free(q->v);
+    memset(q, 0, sizeof *q);
+}
+
+/* ---- paths -----------------------------------------------------------------
+ */
+
+int
+sched_dest_path(const struct sched_dest *d, const char *rel, char *buf)
+{
+    const char *pre = d->cfg->prefix ? d->cfg->prefix : "";
+    int n;
+    if (pre[0] == '\0')
+        n = snprintf(buf, WIRE_MAX_PATH + 1, "%s", rel);
+    else if (rel[0] == '\0')
+        n = snprintf(buf, WIRE_MAX_PATH + 1, "%s", pre);
+    else
+        n = snprintf(buf, WIRE_MAX_PATH + 1, "%s/%s", pre, rel);
+    return (n < 0 || n > WIRE_MAX_PATH) ? ORBIT_EPATH : 0;
+}
+
+/* ---- a chunk's use by this destination ends --------------------------------
+ */
+
+static void
+ref_done(struct sched_dest *d, struct sched_batch *b)
+{
+    struct sched_file *f = b->file;
+    f->pending[d->idx]--;
+    sched_batch_unref(d->s, b);
+    sched_file_progress(d->s, f, d->idx);
+}
+
+static void
+reply_fail(struct sched_dest *d, struct sched_file *f, int status,
+           const struct wire_msg *reply)
+{
+    char msg[512];
+    if (reply && reply->type == WIRE_ERROR) {
+        snprintf(msg, sizeof msg, "%s: %s", d->cfg->name,
+                 reply->u.error.message ? reply->u.error.message : "");
+        sched_file_fail(d->s, f, d->idx, reply->u.error.code, msg);
+    } else {
+        snprintf(msg, sizeof msg, "%s: %s", d->cfg->name,
+                 orbit_strerror(status));
+        sched_file_fail(d->s, f, d->idx, status, msg);
+    }
+}
+
+/* ---- PUT
+ * --------------------------------------------------------------------- */
+
+struct put_ctx {
+    struct sched_dest *d;
+    struct sched_file *f;
+    uint32_t len;
+};
+
+static void pump_puts(struct sched_dest *d);
+
+void
+sched_dest_pump(struct sched_dest *d)
+{
+    pump_puts(d);
+    sched_dest_flush(d);
+}
+
+static void
+on_put(void *arg, int status, const struct wire_msg *reply)
+{
+    struct put_ctx *c = arg;
+    struct sched_dest *d = c->d;
+    backpressure_release(d->guard, 1, c->len);
+    if (status != 0)
+        reply_fail(d, c->f, status, reply);
+    c->f->pending[d->idx]--;
+    sched_file_progress(d->s, c->f, d->idx);
+    free(c);
+    pump_puts(d);
+}
+
+/* Send the chunk at ref; the guard is already acquired. Returns EFULL when
+ * the client cannot take it now (the caller keeps it queued). */
+static int
+send_put(struct sched_dest *d, const struct sched_ref *ref)
+{
+    const struct sched_chunk *k = &ref->b->chunks[ref->idx];
+    struct sched_file *f = ref->b->file;
+    char path[WIRE_MAX_PATH + 1];
+    struct wire_put put = {.codec = WIRE_CODEC_RAW, .raw_len = k->len};
+    memcpy(put.id, k->id, sizeof put.id);
+    put.data = k->data;
+    put.data_len = k->len;
+    if (sched_dest_path(d, f->rel, path) == 0) {
+        put.has_hint = true;
+        put.hint_path = path;
+        put.hint_path_len = strlen(path);
+        put.hint_offset = k->off;
+    }
+    if (d->compress) {
+        size_t stored = 0;
+        uint8_t codec = 0;
+        int rc = chunk_codec_encode(d->codec, k->data, k->len, d->zbuf, d->zcap,
+                                    &stored, &codec);
+        if (rc == 0 && codec == CHUNK_CODEC_ZSTD) {
+            put.codec = WIRE_CODEC_ZSTD;
+            put.data = d->zbuf;
+            put.data_len = (uint32_t)stored;
+        }
+    }
+    struct put_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return ORBIT_ENOMEM;
+    *c = (struct put_ctx){d, f, k->len};
+    int rc = wire_client_put(d->client, &put, on_put, c, NULL);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    sched_count_sent(d->s, put.data_len, k->len);
+    f->bytes_sent += put.data_len;
+    return 0;
+}
+
+/* Send queued PUTs while the guard and the connection have room. */
+static void
+pump_puts(struct sched_dest *d)
+{
+    const struct sched_ref *ref;
+    while (d->client && d->ready && (ref = refq_front(&d->putq)) != NULL) {
+        struct sched_file *f = ref->b->file;
+        struct sched_ref r;
+        if (f->failed_mask & (1u << d->idx)) {
+            sched_refq_pop(&d->putq, &r);
+            ref_done(d, r.b);
+            continue;
+        }
+        uint32_t len = ref->b->chunks[ref->idx].len;
+        if (!backpressure_try_acquire(d->guard, 1, len))
+            return;
+        if (!sched_bw_take(d->s, len)) {
+            backpressure_release(d->guard, 1, len);
+            return; /* the scheduler's tick pumps again */
+        }
+        int rc = send_put(d, ref);
+        if (rc == ORBIT_EFULL) {
+            backpressure_release(d->guard, 1, len);
+            return; /* on_drain resumes */
+        }
+        sched_refq_pop(&d->putq, &r);
+        if (rc != 0) {
+            backpressure_release(d->guard, 1, len);
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s: cannot send chunk: %s", d->cfg->name,
+                     orbit_strerror(rc));
+            sched_file_fail(d->s, f, d->idx, rc, msg);
+            ref_done(d, r.b);
+            continue;
+        }
+        /* The client copied the bytes: this use of the batch ends, the
+         * file's pending count stays until PUT_OK. */
+        f->pending[d->idx]++;
+        ref_done(d, r.b);
+    }
+}
+
+/* ---- HAVE
+ * -------------------------------------------------------------------- */
+
+struct have_ctx {
+    struct sched_dest *d;
+    uint32_t n;
+    struct sched_ref refs[];
+};
+
+static void
+on_have(void *arg, int status, const struct wire_msg *reply)
+{
+    struct have_ctx *c = arg;
+    struct sched_dest *d = c->d;
+    bool ok = status == 0 && reply && reply->u.have_reply.n == c->n;
+    if (status == 0 && !ok)
+        status = ORBIT_EPROTO;
+    for (uint32_t i = 0; i < c->n; i++) {
+        struct sched_ref *r = &c->refs[i];
+        struct sched_file *f = r->b->file;
+        if (!ok) {
+            reply_fail(d, f, status, reply);
+        } else if (wire_bitmap_get(reply->u.have_reply.bitmap, i) &&
+                   !(f->failed_mask & (1u << d->idx))) {
+            if (sched_refq_push(&d->putq, r->b, r->idx) == 0)
+                continue; /* the queued PUT now holds this use */
+            sched_file_fail(d->s, f, d->idx, ORBIT_ENOMEM, "out of memory");
+        } else if (!(f->failed_mask & (1u << d->idx))) {
+            sched_count_dedup(d->s, f, r->b->chunks[r->idx].len);
+        }
+        ref_done(d, r->b);
+    }
+    free(c);
+    pump_puts(d);
+    sched_dest_flush(d);
+}
+
+void
+sched_dest_flush(struct sched_dest *d)
+{
+    while (d->client && d->ready && d->haveq.len > 0) {
+        uint32_t n =
+            d->haveq.len < HAVE_BATCH ? (uint32_t)d->haveq.len : HAVE_BATCH;
+        struct have_ctx *c = malloc(sizeof *c + n * sizeof c->refs[0]);
+        uint8_t *ids = malloc((size_t)n * WIRE_ID_LEN);
+        if (!c || !ids) {
+            free(c);
+            free(ids);
+            return; /* retried at the next flush */
+        }
+        c->d = d;
+        c->n = n;
+        for (uint32_t i = 0; i < n; i++) {
+            c->refs[i] = d->haveq.v[(d->haveq.head + i) % d->haveq.cap];
+            memcpy(ids + (size_t)i * WIRE_ID_LEN,
+                   c->refs[i].b->chunks[c->refs[i].idx].id, WIRE_ID_LEN);
+        }
+        int rc = wire_client_have(d->client, ids, n, on_have, c, NULL);
+        free(ids);
+        if (rc != 0) {
+            free(c);
+            return; /* EFULL: on_drain flushes again */
+        }
+        struct sched_ref dummy;
+        for (uint32_t i = 0; i < n; i++)
+            sched_refq_pop(&d->haveq, &dummy);
+    }
+}
+
+void
+sched_dest_enqueue(struct sched_dest *d, struct sched_batch *b)
+{
+    struct sched_file *f = b->file;
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (sched_refq_push(&d->haveq, b, i) != 0) {
+            sched_file_fail(d->s, f, d->idx, ORBIT_ENOMEM, "out of memory");
+            return;
+        }
+        b->refs++;
+        f->pending[d->idx]++;
+    }
+    if (d->haveq.len >= HAVE_BATCH)
+        sched_dest_flush(d);
+}
+
+/* ---- COMMIT
+ * ------------------------------------------------------------------ */
+
+struct commit_ctx {
+    struct sched_dest *d;
+    struct sched_file *f;
+};
+
+static void
+on_commit(void *arg, int status, const struct wire_msg *reply)
+{
+    struct commit_ctx *c = arg;
+    if (status != 0)
+        reply_fail(c->d, c->f, status, reply);
+    c->f->pending[c->d->idx]--;
+    sched_file_progress(c->d->s, c->f, c->d->idx);
+    free(c);
+}
+
+int
+sched_dest_commit(struct sched_dest *d, struct sched_file *f)
+{
+    char path[WIRE_MAX_PATH + 1];
+    int rc = sched_dest_path(d, f->rel, path);
+    if (rc != 0)
+        return rc;
+    struct wire_commit m = {
+        .path = path,
+        .path_len = strlen(path),
+        .ftype = f->ftype,
+        .size = f->ftype == WIRE_FT_REGULAR ? f->size : 0,
+        .mode = f->mode,
+        .mtime_sec = f->mtime_sec,
+        .mtime_nsec = f->mtime_nsec,
+        .target = f->target ? f->target : "",
+        .target_len = f->target ? strlen(f->target) : 0,
+        .chunk_total = f->nrefs,
+    };
+    if (f->ftype == WIRE_FT_REGULAR)
+        memcpy(m.digest, f->digest, sizeof m.digest);
+    uint64_t first = 0;
+    do {
+        uint64_t left = f->nrefs - first;
+        m.chunk_first = first;
+        m.n =
+            (uint32_t)(left < WIRE_MAX_COMMIT_CHUNKS ? left
+                                                     : WIRE_MAX_COMMIT_CHUNKS);
+        m.chunks = f->refs + first;
+        struct commit_ctx *c = malloc(sizeof *c);
+        if (!c)
+            return ORBIT_ENOMEM;
+        *c = (struct commit_ctx){d, f};
+        rc = wire_client_commit(d->client, &m, on_commit, c, NULL);
+        if (rc != 0) {
+            free(c);
+            return rc;
+        }
+        f->pending[d->idx]++;
+        first += m.n;
+    } while (first < f->nrefs);
+    return 0;
+}
+
+/* ---- LIST (sync) and DELETE
+ * ---------------------------------------------------- */
+
+static size_t
+path_hash(const char *p)
+{
+    size_t h = 1469598103934665603ULL;
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+struct sched_listed *
+sched_dest_listed(struct sched_dest *d, const char *p)
+{
+    if (!d->listed)
+        return NULL;
+    struct sched_listed *e = d->listed[path_hash(p) % d->nbuckets];
+    for (; e; e = e->next)
+        if (strcmp(e->path, p) == 0)
+            return e;
+    return NULL;
+}
+
+static int
+listed_add(struct sched_dest *d, const struct wire_list_entry *w)
+{
+    if (!d->listed) {
+        d->nbuckets = 65536;
+        d->listed = calloc(d->nbuckets, sizeof *d->listed);
+        if (!d->listed)
+            return ORBIT_ENOMEM;
+    }
+    struct sched_listed *e = calloc(1, sizeof *e);
+    if (!e || !(e->path = strndup(w->path, w->path_len))) {
+        free(e);
+        return ORBIT_ENOMEM;
+    }
+    e->size = w->size;
+    e->mtime_sec = w->mtime_sec;
+    e->mtime_nsec = w->mtime_nsec;
+    e->ftype = w->ftype;
+    size_t h = path_hash(e->path) % d->nbuckets;
+    e->next = d->listed[h];
+    d->listed[h] = e;
+    d->nlisted++;
+    return 0;
+}
+
+static void
+on_list(void *arg, int status, const struct wire_msg *reply)
+{
+    struct sched_dest *d = arg;
+    if (status != 0) {
+        sched_dest_listed_done(d->s, d, status);
+        return;
+    }
+    const struct wire_list_reply *r = &reply->u.list_reply;
+    size_t pos = 0;
+    struct wire_list_entry e;
+    while (wire_list_next(r, &pos, &e) == 0) {
+        if (listed_add(d, &e) != 0) {
+            sched_dest_listed_done(d->s, d, ORBIT_ENOMEM);
+            return;
+        }
+    }
+    if (r->next_cursor_len == 0 || r->next_cursor_len > WIRE_MAX_PATH) {
+        d->listing_done = true;
+        sched_dest_listed_done(d->s, d, 0);
+        return;
+    }
+    memcpy(d->cursor, r->next_cursor, r->next_cursor_len);
+    d->cursor[r->next_cursor_len] = '\0';
+    int rc = sched_dest_list(d);
+    if (rc != 0)
+        sched_dest_listed_done(d->s, d, rc);
+}
+
+int
+sched_dest_list(struct sched_dest *d)
+{
+    const char *pre = d->cfg->prefix ? d->cfg->prefix : "";
+    return wire_client_list(d->client, pre, d->cursor, 0, on_list, d, NULL);
+}
+
+static void
+on_delete(void *arg, int status, const struct wire_msg *reply)
+{
+    struct sched_dest *d = arg;
+    if (status != 0)
+        fprintf(stderr, "orbit: %s: delete failed: %s\n", d->cfg->name,
+                reply && reply->type == WIRE_ERROR && reply->u.error.message
+                    ? reply->u.error.message
+                    : orbit_strerror(status));
+    sched_delete_done(d->s, status);
+}
+
+int
+sched_dest_delete(struct sched_dest *d, const char *path)
+{
+    return wire_client_delete(d->client, path, WIRE_DELETE_RECURSIVE, on_delete,
+                              d, NULL);
+}
+
+/* ---- the connection
+ * ----------------------------------------------------------- */
+
+static void
+on_ready(void *arg, int status, const struct wire_hello_ok *hello)
+{
+    struct sched_dest *d = arg;
+    (void)hello;
+    d->ready = status == 0;
+    sched_dest_ready(d->s, d, status);
+    if (d->ready) {
+        pump_puts(d);
+        sched_dest_flush(d);
+    }
+}
+
+static void
+on_drain(void *arg)
+{
+    struct sched_dest *d = arg;
+    pump_puts(d);
+    sched_dest_flush(d);
+}
+
+static void
+on_closed(void *arg, int status)
+{
+    struct sched_dest *d = arg;
+    d->ready = false;
+    wire_client_free(d->client);
+    d->client = NULL;
+    sched_dest_ready(d->s, d, status < 0 ? status : ORBIT_ECLOSED);
+}
+
+static int
+local_socket(struct sched_dest *d, int *client_fd)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return orbit_err_from_errno(errno);
+    int rc = star_adopt_fd(d->star, sv[1]);
+    if (rc != 0) {
+        close(sv[0]);
+        return rc;
+    }
+    *client_fd = sv[0];
+    return 0;
+}
+
+static int
+local_star(struct sched_dest *d)
+{
+    struct star_config sc;
+    star_config_init(&sc);
+    sc.root = d->cfg->root;
+    sc.token = d->cfg->token;
+    sc.token_len = d->cfg->token_len;
+    sc.name = "local";
+    sc.quiet = true;
+    sc.batch_max_bytes = 16u << 20;
+    int rc = star_new(&sc, &d->star);
+    if (rc == 0)
+        rc = star_schedule(d->star);
+    return rc;
+}
+
+int
+sched_dest_open(struct sched_dest *d)
+{
+    struct wire_client_config wc = {
+        .host = d->cfg->host,
+        .port = d->cfg->port,
+        .fd = -1,
+        .token = d->cfg->token,
+        .token_len = d->cfg->token_len,
+        .client_name = "orbit",
+        .job_id = sched_job_id(d->s),
+        .max_out_bytes = 16u << 20,
+        .on_ready = on_ready,
+        .on_closed = on_closed,
+        .on_drain = on_drain,
+        .arg = d,
+    };
+    int rc = 0;
+    if (d->cfg->kind == SCHED_DEST_LOCAL) {
+        if (!d->star && (rc = local_star(d)) != 0)
+            return rc;
+        if ((rc = local_socket(d, &wc.fd)) != 0)
+            return rc;
+    }
+    rc = wire_client_new(sched_base(d->s), &wc, &d->client);
+    if (rc != 0 && wc.fd >= 0 && d->cfg->kind == SCHED_DEST_LOCAL)
+        close(wc.fd);
+    return rc;
+}
+
+void
+sched_dest_close(struct sched_dest *d)
+{
+    d->ready = false; /* callbacks fired by the free send nothing */
+    wire_client_free(d->client);
+    d->client = NULL;
+    star_free(d->star);
+    d->star = NULL;
+    struct sched_ref r;
+    while (sched_refq_pop(&d->haveq, &r))
+        sched_batch_unref(d->s, r.b);
+    while (sched_refq_pop(&d->putq, &r))
+        sched_batch_unref(d->s, r.b);
+    sched_refq_release(&d->haveq);
+    sched_refq_release(&d->putq);
+    if (d->listed) {
+        for (size_t i = 0; i < d->nbuckets; i++) {
+            struct sched_listed *e = d->listed[i];
+            while (e) {
+                struct sched_listed *n = e->next;
+                free(e->path);
+                free(e);
+                e = n;
+            }
+        }
+        free(d->listed);
+        d->listed = NULL;
+    }
+}

@@ -1,0 +1,385 @@
+/*
+ * sched_reader.c - reader threads: open a source file, read it in large
+ * blocks, cut it with FastCDC, name every chunk by SHA-256, digest the whole
+ * file, and hand batches of chunks (with their bytes) to the main loop.
+ *
+ * Memory is bounded by held_limit: a reader waits before starting a batch
+ * while the bytes of batches alive anywhere exceed it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "orbit/chunk_id.h"
+#include "orbit/chunker.h"
+#include "orbit/error.h"
+#include "sched_internal.h"
+
+#define READ_BLOCK ((size_t)1 << 20)
+
+struct reader_ctx {
+    struct sched_readers *r;
+    struct chunker *ch;
+    struct chunk_id_ctx *idc;
+    struct chunk_id_stream *digest;
+    uint8_t *buf;
+    size_t cap;
+};
+
+static void
+post_msg(struct sched_readers *r, struct sched_rmsg *m)
+{
+    pthread_mutex_lock(&r->mu);
+    m->next = NULL;
+    if (r->out_tail)
+        r->out_tail->next = m;
+    else
+        r->out_head = m;
+    r->out_tail = m;
+    pthread_mutex_unlock(&r->mu);
+    event_active(r->wake, EV_READ, 0);
+}
+
+static int
+batch_new(struct sched_readers *r, struct sched_file *f,
+          struct sched_batch **out)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop && r->held_bytes >= r->held_limit)
+        pthread_cond_wait(&r->space_cv, &r->mu);
+    bool stop = r->stop;
+    if (!stop)
+        r->held_bytes += SCHED_BATCH_BYTES + r->chunk_max;
+    pthread_mutex_unlock(&r->mu);
+    if (stop)
+        return ORBIT_ECANCELED;
+    struct sched_batch *b = calloc(1, sizeof *b);
+    if (b) {
+        b->chunks = calloc(SCHED_BATCH_CHUNKS, sizeof *b->chunks);
+        b->buf = malloc(SCHED_BATCH_BYTES + r->chunk_max);
+    }
+    if (!b || !b->chunks || !b->buf) {
+        sched_batch_free(r, b);
+        return ORBIT_ENOMEM;
+    }
+    b->file = f;
+    *out = b;
+    return 0;
+}
+
+void
+sched_batch_free(struct sched_readers *r, struct sched_batch *b)
+{
+    if (!b)
+        return;
+    free(b->chunks);
+    free(b->buf);
+    free(b);
+    pthread_mutex_lock(&r->mu);
+    size_t sz = SCHED_BATCH_BYTES + r->chunk_max;
+    r->held_bytes = r->held_bytes >= sz ? r->held_bytes - sz : 0;
+    pthread_cond_signal(&r->space_cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void
+batch_post(struct sched_readers *r, struct sched_batch *b)
+{
+    struct sched_rmsg *m = calloc(1, sizeof *m);
+    if (!m) {
+        /* Cannot hand it over: drop it and let the file end in error. */
+        sched_batch_free(r, b);
+        return;
+    }
+    m->kind = SCHED_RMSG_BATCH;
+    m->file = b->file;
+    m->batch = b;
+    post_msg(r, m);
+}
+
+/* Add chunk [data, data+len) at file offset off to the current batch. */
+static int
+emit_chunk(struct reader_ctx *c, struct sched_file *f, struct sched_batch **cur,
+           const uint8_t *data, size_t len, uint64_t off)
+{
+    struct sched_batch *b = *cur;
+    if (b && (b->n == SCHED_BATCH_CHUNKS || b->bytes >= SCHED_BATCH_BYTES)) {
+        batch_post(c->r, b);
+        *cur = b = NULL;
+    }
+    if (!b) {
+        int rc = batch_new(c->r, f, cur);
+        if (rc != 0)
+            return rc;
+        b = *cur;
+    }
+    struct sched_chunk *k = &b->chunks[b->n];
+    struct chunk_id id;
+    int rc = chunk_id_ctx_compute(c->idc, data, len, &id);
+    if (rc == 0)
+        rc = chunk_id_stream_update(c->digest, data, len);
+    if (rc != 0)
+        return rc;
+    memcpy(k->id, id.b, sizeof k->id);
+    k->len = (uint32_t)len;
+    k->off = off;
+    k->data = b->buf + b->bytes;
+    memcpy(b->buf + b->bytes, data, len);
+    b->bytes += len;
+    b->n++;
+    return 0;
+}
+
+/* Read fd to its end, emitting chunks; *total gets the bytes read. */
+static int
+chunk_stream(struct reader_ctx *c, struct sched_file *f, int fd,
+             struct sched_batch **cur, uint64_t *total)
+{
+    size_t start = 0, fill = 0, scan = 0;
+    uint64_t base = 0; /* file offset of buf[0] */
+    for (;;) {
+        ssize_t n = read(fd, c->buf + fill, c->cap - fill);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return orbit_err_from_errno(errno);
+        if (n == 0)
+            break;
+        fill += (size_t)n;
+        while (scan < fill) {
+            size_t cut = 0;
+            int rc = chunker_next(c->ch, c->buf + scan, fill - scan, &cut);
+            if (rc != 0)
+                return rc;
+            if (cut == 0) {
+                scan = fill;
+                break;
+            }
+            scan += cut;
+            rc = emit_chunk(c, f, cur, c->buf + start, scan - start,
+                            base + start);
+            if (rc != 0)
+                return rc;
+            start = scan;
+        }
+        memmove(c->buf, c->buf + start, fill - start);
+        base += start;
+        fill -= start;
+        scan -= start;
+        start = 0;
+    }
+    size_t tail = 0;
+    int rc = chunker_finish(c->ch, &tail);
+    if (rc == 0 && fill > 0)
+        rc = emit_chunk(c, f, cur, c->buf, fill, base);
+    *total = base + fill;
+    return rc;
+}
+
+static bool
+same_stat(const struct stat *a, const struct stat *b)
+{
+    return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ino == b->st_ino;
+}
+
+static int
+read_file(struct reader_ctx *c, struct sched_file *f, struct sched_rmsg *end)
+{
+    struct sched_batch *cur = NULL;
+    struct stat before, after;
+    int rc = 0;
+    int fd = open(f->src_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        rc = orbit_err_from_errno(errno);
+        snprintf(end->msg, sizeof end->msg, "cannot open: %s", strerror(errno));
+        return rc;
+    }
+    if (fstat(fd, &before) != 0 || !S_ISREG(before.st_mode)) {
+        rc = ORBIT_EINVAL;
+        snprintf(end->msg, sizeof end->msg, "no longer a regular file");
+        goto out;
+    }
+    chunker_reset(c->ch);
+    rc = chunk_id_stream_reset(c->digest);
+    uint64_t total = 0;
+    if (rc == 0)
+        rc = chunk_stream(c, f, fd, &cur, &total);
+    if (rc != 0) {
+        snprintf(end->msg, sizeof end->msg, "read failed: %s",
+                 orbit_strerror(rc));
+        goto out;
+    }
+    if (fstat(fd, &after) != 0 || !same_stat(&before, &after) ||
+        total != (uint64_t)after.st_size) {
+        rc = ORBIT_EAGAIN;
+        snprintf(end->msg, sizeof end->msg, "changed while being read");
+        goto out;
+    }
+    struct chunk_id d;
+    rc = chunk_id_stream_final(c->digest, &d);
+    if (rc == 0) {
+        memcpy(end->digest, d.b, sizeof end->digest);
+        end->size = total;
+        /* The manifest carries the size and mtime actually read. */
+        end->mtime_sec = after.st_mtim.tv_sec;
+        end->mtime_nsec = (uint32_t)after.st_mtim.tv_nsec;
+    }
+out:
+    if (cur)
+        batch_post(c->r, cur);
+    close(fd);
+    return rc;
+}
+
+static struct sched_file *
+next_work(struct sched_readers *r)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop && !r->work_head)
+        pthread_cond_wait(&r->work_cv, &r->mu);
+    struct sched_file *f = NULL;
+    if (!r->stop) {
+        f = r->work_head;
+        r->work_head = f->next;
+        if (!r->work_head)
+            r->work_tail = NULL;
+        f->next = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return f;
+}
+
+static int
+reader_ctx_init(struct reader_ctx *c, struct sched_readers *r)
+{
+    struct chunker_params p = {
+        .min_size = r->chunk_min,
+        .avg_size = r->chunk_avg,
+        .max_size = r->chunk_max,
+    };
+    memset(c, 0, sizeof *c);
+    c->r = r;
+    c->cap = r->chunk_max + READ_BLOCK;
+    c->buf = malloc(c->cap);
+    int rc = c->buf ? 0 : ORBIT_ENOMEM;
+    if (rc == 0)
+        rc = chunker_new(&p, &c->ch);
+    if (rc == 0)
+        rc = chunk_id_ctx_new(&c->idc);
+    if (rc == 0)
+        rc = chunk_id_stream_new(&c->digest);
+    return rc;
+}
+
+static void
+reader_ctx_release(struct reader_ctx *c)
+{
+    chunker_free(c->ch);
+    chunk_id_ctx_free(c->idc);
+    chunk_id_stream_free(c->digest);
+    free(c->buf);
+}
+
+static void *
+reader_main(void *arg)
+{
+    struct sched_readers *r = arg;
+    struct reader_ctx c;
+    int init_rc = reader_ctx_init(&c, r);
+    struct sched_file *f;
+    while ((f = next_work(r)) != NULL) {
+        struct sched_rmsg *end = calloc(1, sizeof *end);
+        if (!end) /* the main loop notices the file never ends: give up */
+            break;
+        end->kind = SCHED_RMSG_END;
+        end->file = f;
+        end->err = init_rc != 0 ? init_rc : read_file(&c, f, end);
+        if (end->err != 0 && end->msg[0] == '\0')
+            snprintf(end->msg, sizeof end->msg, "%s", orbit_strerror(end->err));
+        post_msg(r, end);
+    }
+    reader_ctx_release(&c);
+    return NULL;
+}
+
+int
+sched_readers_start(struct sched_readers *r, unsigned nthreads,
+                    struct event *wake)
+{
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->work_cv, NULL);
+    pthread_cond_init(&r->space_cv, NULL);
+    r->wake = wake;
+    r->threads = calloc(nthreads, sizeof *r->threads);
+    if (!r->threads)
+        return ORBIT_ENOMEM;
+    for (unsigned i = 0; i < nthreads; i++) {
+        if (pthread_create(&r->threads[i], NULL, reader_main, r) != 0) {
+            sched_readers_stop(r);
+            return ORBIT_ENOMEM;
+        }
+        r->nthreads++;
+    }
+    return 0;
+}
+
+void
+sched_readers_stop(struct sched_readers *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->stop = true;
+    pthread_cond_broadcast(&r->work_cv);
+    pthread_cond_broadcast(&r->space_cv);
+    pthread_mutex_unlock(&r->mu);
+    for (unsigned i = 0; i < r->nthreads; i++)
+        pthread_join(r->threads[i], NULL);
+    free(r->threads);
+    r->threads = NULL;
+    r->nthreads = 0;
+    struct sched_rmsg *m = sched_readers_take(r);
+    while (m) {
+        struct sched_rmsg *next = m->next;
+        sched_batch_free(r, m->batch);
+        free(m);
+        m = next;
+    }
+}
+
+void
+sched_readers_release(struct sched_readers *r)
+{
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->work_cv);
+    pthread_cond_destroy(&r->space_cv);
+}
+
+void
+sched_readers_submit(struct sched_readers *r, struct sched_file *f)
+{
+    pthread_mutex_lock(&r->mu);
+    f->next = NULL;
+    if (r->work_tail)
+        r->work_tail->next = f;
+    else
+        r->work_head = f;
+    r->work_tail = f;
+    pthread_cond_signal(&r->work_cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+struct sched_rmsg *
+sched_readers_take(struct sched_readers *r)
+{
+    pthread_mutex_lock(&r->mu);
+    struct sched_rmsg *m = r->out_head;
+    r->out_head = r->out_tail = NULL;
+    pthread_mutex_unlock(&r->mu);
+    return m;
+}
