@@ -52,8 +52,9 @@ fail(struct star_commit_item *it, int rc, uint32_t item, const char *what)
 {
     it->rc = rc;
     it->item = item;
-    snprintf(it->msg, sizeof it->msg, "COMMIT of %.200s: %s (%s)", it->c.path,
-             what, orbit_strerror(rc));
+    int n = snprintf(it->msg, sizeof it->msg, "COMMIT of %.200s: %s (%s)",
+                     it->c.path, what, orbit_strerror(rc));
+    (void)n; /* a long message is cut, which is fine */
     return rc;
 }
 
