@@ -54,7 +54,8 @@ fail(struct star_commit_item *it, int rc, uint32_t item, const char *what)
     it->item = item;
     int n = snprintf(it->msg, sizeof it->msg, "COMMIT of %.200s: %s (%s)",
                      it->c.path, what, orbit_strerror(rc));
-    (void)n; /* a long message is cut, which is fine */
+    if (n < 0 || (size_t)n >= sizeof it->msg) /* cut: fine for a message */
+        it->msg[sizeof it->msg - 1] = '\0';
     return rc;
 }
 
