@@ -18,5 +18,7 @@ int pak_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int pak_write_full(int fd, const void *buf, size_t len, uint64_t off);
 /* fsync the directory holding path (after creating or removing in it). */
 int pak_sync_parent_dir(const char *path);
+/* mkdir -p; ORBIT_ENOTDIR if dir exists and is not a directory. */
+int pak_mkdir_p(const char *dir);
 
 #endif

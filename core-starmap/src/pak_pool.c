@@ -65,8 +65,8 @@ pak_pool_path(const struct pak_pool *p, uint32_t container, char *buf,
     return n < 0 || (size_t)n >= cap ? ORBIT_ETOOBIG : 0;
 }
 
-static int
-mkdir_p(const char *dir)
+int
+pak_mkdir_p(const char *dir)
 {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp)
@@ -154,7 +154,7 @@ pak_pool_open(const char *dir, const struct pak_pool_opts *o,
     if (rc == 0 && !p->cache)
         rc = ORBIT_ENOMEM;
     if (rc == 0)
-        rc = mkdir_p(p->dir);
+        rc = pak_mkdir_p(p->dir);
     size_t n = 0;
     uint32_t highest = 0, dummy;
     if (rc == 0)
