@@ -28,6 +28,8 @@
 
 #define OUT_LIMIT  ((size_t)8 << 20) /* output bytes before reading pauses */
 #define READ_LIMIT ((size_t)WIRE_HDR_LEN + WIRE_MAX_PAYLOAD)
+#define PULL_BYTES ((size_t)4 << 20) /* input held for one pass */
+#define PULL_STEP  ((size_t)256 << 10)
 
 static const char *const state_names[] = {"REGISTERED", "SCHEDULED", "DRAINING",
                                           "SHUTDOWN"};
@@ -511,12 +513,58 @@ update_deadline(struct star_conn *c, struct evbuffer *in)
     }
 }
 
+/* How many bytes to hold before processing: a few MiB, or the whole of a
+ * larger frame, never more than the read watermark. */
+static size_t
+pull_target(struct evbuffer *in)
+{
+    size_t target = PULL_BYTES;
+    if (evbuffer_get_length(in) >= WIRE_HDR_LEN) {
+        struct wire_hdr h;
+        const uint8_t *p = evbuffer_pullup(in, WIRE_HDR_LEN);
+        if (wire_frame_peek(p, WIRE_HDR_LEN, &h) == 0 &&
+            WIRE_HDR_LEN + (size_t)h.payload_len > target)
+            target = WIRE_HDR_LEN + (size_t)h.payload_len;
+    }
+    return target < READ_LIMIT ? target : READ_LIMIT;
+}
+
+/*
+ * libevent 2.1 reads at most 4 KiB per callback, so a pipelined burst of
+ * PUTs would be split over many loop passes (and sync rounds). Read what the
+ * socket holds now, in large steps; EOF and errors are left for the
+ * bufferevent to see on its next read.
+ */
+static void
+pull_socket(struct star_conn *c, struct evbuffer *in)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    size_t target = pull_target(in);
+    /* The bufferevent keeps the end of its input frozen between reads. */
+    evbuffer_unfreeze(in, 0);
+    while (evbuffer_get_length(in) < target) {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(in, (ev_ssize_t)PULL_STEP, &v, 1) < 1)
+            break;
+        size_t want = target - evbuffer_get_length(in);
+        ssize_t n =
+            recv(fd, v.iov_base, want < v.iov_len ? want : v.iov_len, 0);
+        v.iov_len = n > 0 ? (size_t)n : 0;
+        evbuffer_commit_space(in, &v, 1);
+        if (n <= 0)
+            break;
+    }
+    evbuffer_freeze(in, 0);
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
     struct star_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     c->refs++;
+    if (!c->read_paused && !c->closing && !c->goodbye)
+        pull_socket(c, in);
     while (!c->dead && !c->closing && !c->goodbye && !c->read_paused) {
         if (!process_one(c, in))
             break;
