@@ -101,8 +101,9 @@ set_fatal(struct sched *s, int err, const char *what, const char *detail)
     if (s->fatal != 0)
         return;
     s->fatal = err;
-    snprintf(s->fatal_msg, sizeof s->fatal_msg, "%s%s%s", what,
-             detail[0] ? ": " : "", detail);
+    if (snprintf(s->fatal_msg, sizeof s->fatal_msg, "%s%s%s", what,
+                 detail[0] ? ": " : "", detail) < 0)
+        s->fatal_msg[0] = '\0';
     event_base_loopbreak(s->base);
 }
 
@@ -797,7 +798,7 @@ dest_init(struct sched *s, unsigned i)
     d->compress = level > 0;
     struct backpressure_config bc;
     backpressure_config_default(&bc);
-    bc.max_bytes = 8u << 20; /* bytes in flight to one star */
+    bc.max_bytes = 8u << 20; /* chunk bytes in flight to one star */
     int rc = backpressure_guard_new(&bc, &d->guard);
     struct breaker_config kc;
     breaker_config_default(&kc);

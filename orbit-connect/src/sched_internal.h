@@ -34,8 +34,8 @@ struct sched_file {
     uint32_t commit_mask; /* destinations a COMMIT was sent to */
     int fail_err[SCHED_MAX_DESTS];
     char *fail_msg[SCHED_MAX_DESTS];
-    uint32_t pending[SCHED_MAX_DESTS]; /* HAVE ids + PUTs + COMMIT open */
-    bool committing;
+    uint32_t pending[SCHED_MAX_DESTS];     /* HAVE ids + PUTs + COMMIT open */
+    uint64_t commit_next[SCHED_MAX_DESTS]; /* next manifest entry to send */
     /* the manifest, grown as batches arrive */
     struct wire_chunk_ref *refs;
     uint32_t nrefs;
@@ -107,6 +107,8 @@ struct sched_readers {
     int error; /* a reader could not start */
 };
 
+#define SCHED_COMMITQ 256
+
 struct backpressure_guard;
 struct breaker;
 struct chunk_codec;
@@ -153,6 +155,9 @@ struct sched_dest {
     uint8_t *zbuf;
     size_t zcap;
     struct event *reconnect_ev;
+    /* files whose manifest waits for room in the connection */
+    struct sched_file *commitq[SCHED_COMMITQ];
+    size_t commitq_head, commitq_len;
     int fatal; /* could not connect at all */
     /* listing for sync */
     struct sched_listed **listed;
