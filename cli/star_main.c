@@ -124,6 +124,7 @@ check_root(const char *root)
 struct run {
     struct event_base *base;
     struct star *star;
+    bool quiet;
 };
 
 static void
@@ -140,14 +141,15 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct run *r = arg;
-    fprintf(stderr, "orbit-star: signal %d, draining\n", (int)sig);
+    if (!r->quiet)
+        fprintf(stderr, "orbit-star: signal %d, draining\n", (int)sig);
     star_drain(r->star);
 }
 
 static int
 serve(const struct star_opts *o, const uint8_t *token, size_t token_len)
 {
-    struct run r = {event_base_new(), NULL};
+    struct run r = {event_base_new(), NULL, o->quiet};
     if (!r.base)
         return EXIT_FAILURE;
     struct star_config cfg;

@@ -766,3 +766,99 @@ Test(star_lifecycle, socketpair_in_process)
     free(buf);
     ts_stop(&T);
 }
+
+Test(star_data, stale_entries_are_dropped_on_read)
+{
+    int fd = tc_open(T.port);
+    uint8_t data[8192];
+    ts_fill(data, sizeof data, 31);
+    tc_put(fd, 1, data, 4096, "s.bin", 0);
+    tc_put(fd, 2, data + 4096, 4096, "s.bin", 4096);
+    /* the staging file changes behind the star's back */
+    uint8_t h[32];
+    ts_sha("s.bin", 5, h);
+    char p[512];
+    int n = snprintf(p, sizeof p, "%s/.orbit/staging/", T.root);
+    for (int i = 0; i < 32; i++)
+        n += snprintf(p + n, sizeof p - (size_t)n, "%02x", h[i]);
+    int sfd = open(p, O_WRONLY);
+    cr_assert_geq(sfd, 0, "staging file %s", p);
+    cr_assert_eq(pwrite(sfd, "garbage!", 8, 5000), 8);
+    close(sfd);
+    size_t cuts[] = {4096, 4096};
+    struct tc_file f = {"s.bin", data, sizeof data, cuts, 2, 0, 0};
+    struct wire_chunk_ref refs[2];
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_commit_msg(&m, 3, &f, refs);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_ERROR);
+    cr_assert_eq(r.u.error.code, ORBIT_ENOENT);
+    cr_assert_eq(r.u.error.item, 1);
+    /* the entry is gone: HAVE asks for the chunk again */
+    uint8_t ids[64];
+    memcpy(ids, refs[0].id, 32);
+    memcpy(ids + 32, refs[1].id, 32);
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HAVE;
+    m.request_id = 4;
+    m.u.have.n = 2;
+    m.u.have.ids = ids;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HAVE_REPLY);
+    cr_assert_eq(r.u.have_reply.bitmap[0], 0x02);
+    tc_put(fd, 5, data + 4096, 4096, NULL, 0);
+    tc_commit_msg(&m, 6, &f, refs);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    snprintf(p, sizeof p, "%s/s.bin", T.root);
+    size_t len = 0;
+    char *got = ts_read_file(p, &len);
+    cr_assert_eq(len, sizeof data);
+    cr_assert_eq(memcmp(got, data, len), 0);
+    free(got);
+    free(buf);
+    close(fd);
+}
+
+Test(star_data, manifest_over_several_commit_frames)
+{
+    int fd = tc_open(T.port);
+    uint8_t data[5000];
+    ts_fill(data, sizeof data, 32);
+    size_t cuts[] = {1000, 1500, 2500};
+    tc_put(fd, 1, data, 1000, NULL, 0);
+    tc_put(fd, 2, data + 1000, 1500, "multi", 1000);
+    tc_put(fd, 3, data + 2500, 2500, NULL, 0);
+    struct tc_file f = {"multi", data, sizeof data, cuts, 3, 0, 0};
+    struct wire_chunk_ref refs[3];
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_commit_msg(&m, 4, &f, refs);
+    m.u.commit.n = 2;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    cr_assert_not(r.u.commit_ok.complete);
+    char p[512];
+    snprintf(p, sizeof p, "%s/multi", T.root);
+    cr_assert_eq(access(p, F_OK), -1, "not visible before the last frame");
+    /* a frame out of order is refused */
+    m.request_id = 5;
+    m.u.commit.chunk_first = 1;
+    m.u.commit.n = 1;
+    m.u.commit.chunks = refs + 1;
+    expect_error(fd, &m, ORBIT_EPROTO);
+    /* start again, then finish */
+    tc_commit_msg(&m, 6, &f, refs);
+    m.u.commit.n = 2;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    m.request_id = 7;
+    m.u.commit.chunk_first = 2;
+    m.u.commit.n = 1;
+    m.u.commit.chunks = refs + 2;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    cr_assert(r.u.commit_ok.complete);
+    size_t len = 0;
+    char *got = ts_read_file(p, &len);
+    cr_assert_eq(len, sizeof data);
+    cr_assert_eq(memcmp(got, data, len), 0);
+    free(got);
+    free(buf);
+    close(fd);
+}
