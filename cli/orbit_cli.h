@@ -46,7 +46,14 @@ struct cli_opts {
     const char *job_id;
     const char *prioritize;
     const char *api;
+    /* `orbit dlq retry`: only these relative paths */
+    const char *const *only_paths;
+    size_t nonly_paths;
 };
+
+struct journal;
+/* Open the journal of --state-dir (or the default), printing why not. */
+int cli_journal_open(const struct cli_opts *o, struct journal **out);
 
 int cli_parse_size(const char *s, uint64_t *out);
 int cli_parse_args(int argc, char **argv, struct cli_opts *o);

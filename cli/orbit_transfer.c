@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "orbit/error.h"
+#include "orbit/journal.h"
 #include "orbit/orbit_clock.h"
 #include "orbit/provenance.h"
 #include "orbit/sched.h"
@@ -295,7 +296,7 @@ struct xfer_setup {
     char host[256];
     uint8_t token[WIRE_TOKEN_MAX];
     size_t token_len;
-    char job_id[40];
+    char job_id[JOURNAL_ID_LEN + 1];
 };
 
 static int
@@ -342,18 +343,77 @@ setup_sources(const struct cli_opts *o, struct xfer_setup *x, size_t n)
     return 0;
 }
 
-static void
-make_job_id(const struct cli_opts *o, char *buf, size_t cap)
+int
+cli_journal_open(const struct cli_opts *o, struct journal **out)
 {
-    if (o->job_id) {
-        snprintf(buf, cap, "%s", o->job_id);
-        return;
+    char dir[PATH_MAX];
+    const char *d = NULL;
+    if (o->state_dir) {
+        snprintf(dir, sizeof dir, "%s/journal", o->state_dir);
+        d = dir;
     }
-    uint8_t r[6];
-    if (RAND_bytes(r, sizeof r) != 1)
-        memset(r, 0, sizeof r);
-    snprintf(buf, cap, "%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4],
-             r[5]);
+    int rc = journal_open(d, out);
+    if (rc != 0)
+        fprintf(stderr, "orbit: cannot open the job journal%s%s: %s\n",
+                d ? " in " : "", d ? d : "", orbit_strerror(rc));
+    return rc;
+}
+
+/* The same command rerun finds its unfinished job and resumes it. */
+static int
+journal_job(const struct cli_opts *o, struct journal *j, size_t nsrc,
+            char id[JOURNAL_ID_LEN + 1], bool *resumed)
+{
+    struct journal_spec spec = {
+        .kind = strcmp(o->command, "sync") == 0 ? JOURNAL_KIND_SYNC
+                                                : JOURNAL_KIND_COPY,
+        .sources = o->sources,
+        .nsources = nsrc,
+        .destination = o->dest,
+    };
+    *resumed = false;
+    if (o->job_id) {
+        snprintf(id, JOURNAL_ID_LEN + 1, "%s", o->job_id);
+        *resumed = true;
+        return 0;
+    }
+    struct journal_job job;
+    if (journal_job_find_by_spec(j, &spec, id) == 0 &&
+        journal_job_get(j, id, &job) == 0) {
+        bool open = job.state != JOURNAL_JOB_COMPLETED;
+        journal_job_release(&job);
+        if (open) {
+            *resumed = true;
+            return 0;
+        }
+    }
+    return journal_job_create(j, &spec, id);
+}
+
+static enum journal_job_state
+final_state(int rc, size_t ndl)
+{
+    if (rc == ORBIT_ECANCELED)
+        return JOURNAL_JOB_CANCELED;
+    if (rc != 0)
+        return JOURNAL_JOB_FAILED;
+    return ndl ? JOURNAL_JOB_PARTIAL : JOURNAL_JOB_COMPLETED;
+}
+
+static void
+record_end(struct journal *j, const char *id, int rc, size_t ndl,
+           const struct sched_stats *st)
+{
+    struct journal_counters c = {
+        .files_total = st->files_seen,
+        .files_done = st->files_done + st->files_skipped,
+        .bytes_total = st->bytes_total,
+        .bytes_done = st->bytes_done,
+        .bytes_sent = st->bytes_sent,
+        .bytes_dedup = st->bytes_dedup,
+    };
+    journal_job_set_counters(j, id, &c);
+    journal_job_set_state(j, id, final_state(rc, ndl));
 }
 
 static volatile sig_atomic_t interrupted;
@@ -398,11 +458,22 @@ cli_cmd_transfer(const struct cli_opts *o_in)
         return ORBIT_EXIT_FATAL;
     int exit_code = ORBIT_EXIT_FATAL;
     struct sched *s = NULL;
+    struct journal *j = NULL;
     struct dlq_entry *dl = NULL;
     size_t ndl = 0;
+    bool resumed = false;
     if (setup_sources(&o, x, nsrc) != 0 || setup_dest(&o, x) != 0)
         goto out;
-    make_job_id(&o, x->job_id, sizeof x->job_id);
+    if (!o.dry_run && cli_journal_open(&o, &j) != 0)
+        goto out;
+    if (j && journal_job(&o, j, nsrc, x->job_id, &resumed) != 0) {
+        fprintf(stderr, "orbit: cannot record the job in the journal\n");
+        goto out;
+    }
+    if (resumed && !o.quiet && !o.json)
+        printf("orbit: resuming job %s\n", x->job_id);
+    if (j)
+        journal_job_set_state(j, x->job_id, JOURNAL_JOB_RUNNING);
     struct xfer_ui ui = {.o = &o,
                          .tty = isatty(STDOUT_FILENO) == 1,
                          .t0_ms = orbit_clock_monotonic_ms(NULL),
@@ -430,6 +501,9 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     cfg.bwlimit = o.bwlimit;
     cfg.jobs = o.jobs;
     cfg.retries = o.retries;
+    cfg.journal = j;
+    cfg.only_paths = o_in->only_paths;
+    cfg.nonly_paths = o_in->nonly_paths;
     cfg.on_file = on_file;
     cfg.on_progress = print_progress;
     cfg.arg = &ui;
@@ -448,6 +522,8 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     sched_get_stats(s, &st);
     sched_dead_letters(s, &dl, &ndl);
     double secs = (double)(orbit_clock_monotonic_ms(NULL) - ui.t0_ms) / 1000.0;
+    if (j)
+        record_end(j, x->job_id, rc, ndl, &st);
     if (rc == 0)
         print_report(&ui, &st, dl, ndl, secs);
     else if (rc == ORBIT_ECANCELED)
@@ -459,6 +535,7 @@ cli_cmd_transfer(const struct cli_opts *o_in)
 out:
     dlq_entries_free(dl, ndl);
     sched_free(s);
+    journal_close(j);
     free(x);
     return exit_code;
 }

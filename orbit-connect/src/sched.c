@@ -27,12 +27,13 @@
 #include "sched_internal.h"
 #include "sched_walk.h"
 
-#define MAX_INFLIGHT  128 /* files between walk and final state */
-#define WALK_PER_PUMP 512 /* entries walked per loop pass */
-#define TICK_MS       50
-#define PROGRESS_MS   250
-#define HELD_LIMIT    ((size_t)24 << 20)
-#define RECONNECT_MS  1000
+#define MAX_INFLIGHT     128 /* files between walk and final state */
+#define WALK_PER_PUMP    512 /* entries walked per loop pass */
+#define TICK_MS          50
+#define PROGRESS_MS      250
+#define HELD_LIMIT       ((size_t)24 << 20)
+#define RECONNECT_MS     1000
+#define JOURNAL_FLUSH_MS 1000
 
 struct sched {
     struct sched_config cfg;
@@ -49,7 +50,8 @@ struct sched {
     struct sched_stats st;
     struct sched_walk walk;
     size_t inflight;
-    struct sched_file *live; /* every file between walk and final state */
+    struct sched_file *live;      /* every file between walk and final state */
+    struct sched_file *graveyard; /* finished, freed at the next pass */
     bool tearing_down;
     struct sched_file *retry_head;
     size_t nretry;
@@ -62,6 +64,7 @@ struct sched {
     int fatal;
     char fatal_msg[512];
     uint64_t last_progress_ms;
+    uint64_t last_flush_ms;
     /* --bwlimit token bucket */
     double bw_tokens;
     uint64_t bw_last_ms;
@@ -244,6 +247,7 @@ dead_letter(struct sched *s, struct sched_file *f, unsigned d,
         .dest_path = dpath,
     };
     dlq_push(s->dlq, &fl);
+    sched_walk_mark_dead(&s->walk, &fl);
     s->st.files_failed++;
     emit(s, SCHED_FILE_DEAD, f, &s->dests[d], f->fail_err[d], f->fail_msg[d],
          reason);
@@ -331,14 +335,27 @@ file_final(struct sched *s, struct sched_file *f)
         emit(s, SCHED_FILE_DONE, f, NULL, 0, NULL, DLQ_RETRIES_EXHAUSTED);
     }
     live_unlink(s, f);
-    file_free(f);
+    /* Freed on the next loop pass: callers up the stack still hold f. */
+    f->finished = true;
+    f->next = s->graveyard;
+    s->graveyard = f;
     sched_wake(s);
+}
+
+static void
+bury(struct sched *s)
+{
+    while (s->graveyard) {
+        struct sched_file *f = s->graveyard;
+        s->graveyard = f->next;
+        file_free(f);
+    }
 }
 
 static void
 file_maybe_final(struct sched *s, struct sched_file *f)
 {
-    if (!f->read_done || f->batches_open > 0)
+    if (f->finished || !f->read_done || f->batches_open > 0)
         return;
     for (unsigned d = 0; d < s->ndests; d++) {
         uint32_t bit = 1u << d;
@@ -356,7 +373,7 @@ void
 sched_file_progress(struct sched *s, struct sched_file *f, unsigned d)
 {
     uint32_t bit = 1u << d;
-    if (s->tearing_down)
+    if (s->tearing_down || f->finished)
         return;
     if (!f->read_done || f->pending[d] > 0 || !(f->dest_mask & bit))
         return;
@@ -689,6 +706,7 @@ on_pump(evutil_socket_t fd, short what, void *arg)
     struct sched *s = arg;
     (void)fd;
     (void)what;
+    bury(s);
     if (s->canceled) {
         set_fatal(s, ORBIT_ECANCELED, "canceled", "");
         return;
@@ -706,6 +724,11 @@ on_tick(evutil_socket_t fd, short what, void *arg)
     pump_retries(s);
     for (unsigned d = 0; d < s->ndests; d++)
         sched_dest_pump(&s->dests[d]);
+    uint64_t now = now_ms();
+    if (now - s->last_flush_ms >= JOURNAL_FLUSH_MS) {
+        s->last_flush_ms = now;
+        sched_walk_flush(&s->walk);
+    }
     report_progress(s, false);
     on_pump(-1, 0, s);
 }
@@ -944,6 +967,7 @@ loop_teardown(struct sched *s)
         live_unlink(s, f);
         file_free(f);
     }
+    bury(s);
     sched_walk_release(&s->walk);
     if (s->wake_ev)
         event_free(s->wake_ev);

@@ -97,7 +97,7 @@ ref_done(struct sched_dest *d, struct sched_batch *b)
     struct sched_file *f = b->file;
     f->pending[d->idx]--;
     sched_batch_unref(d->s, b);
-    sched_file_progress(d->s, f, d->idx);
+    sched_file_progress(d->s, f, d->idx); /* f stays valid this pass */
 }
 
 static void

@@ -48,6 +48,7 @@ struct sched_file {
     char read_msg[256];
     uint8_t digest[WIRE_DIGEST_LEN];
     uint32_t batches_open;   /* batches of this file still alive */
+    bool finished;           /* done or dead: waiting to be freed */
     struct sched_file *next; /* queue link (readers, retry list) */
     struct sched_file *live_prev, *live_next; /* every file alive */
 };

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "orbit/error.h"
+#include "orbit/journal.h"
 #include "orbit/wire.h"
 #include "sched_internal.h"
 
@@ -28,6 +29,7 @@ sched_walk_init(struct sched_walk *w, const struct sched_config *cfg)
 void
 sched_walk_release(struct sched_walk *w)
 {
+    sched_walk_flush(w);
     while (w->depth > 0)
         closedir(w->dirs[--w->depth]);
 }
@@ -239,17 +241,75 @@ sched_walk_next(struct sched_walk *w, struct sched_file **out, char *msg,
     return ORBIT_ENOENT;
 }
 
+static int64_t
+mtime_ns(const struct sched_file *f)
+{
+    return f->mtime_sec * 1000000000LL + (int64_t)f->mtime_nsec;
+}
+
 bool
 sched_walk_is_done(struct sched_walk *w, const struct sched_file *f)
 {
-    (void)w;
-    (void)f;
-    return false;
+    struct journal *j = w->cfg->journal;
+    return j && journal_file_is_done(j, w->cfg->job_id, f->rel, f->size,
+                                     mtime_ns(f));
+}
+
+/* Journal writes are grouped: one transaction per JOURNAL_BATCH_FILES files
+ * or per tick, so marking 78,000 files done costs a few hundred commits. A
+ * crash loses at most the open batch, whose files are then sent again (their
+ * chunks are already at the star: only the manifests travel). */
+static int
+batch_open(struct sched_walk *w)
+{
+    if (w->batch_n > 0 || !w->cfg->journal)
+        return 0;
+    return journal_batch_begin(w->cfg->journal);
+}
+
+static void
+batch_note(struct sched_walk *w)
+{
+    if (++w->batch_n >= JOURNAL_BATCH_FILES)
+        sched_walk_flush(w);
+}
+
+void
+sched_walk_flush(struct sched_walk *w)
+{
+    if (w->batch_n == 0)
+        return;
+    w->batch_n = 0;
+    int rc = journal_batch_commit(w->cfg->journal);
+    if (rc != 0)
+        fprintf(stderr, "orbit: journal: cannot record progress: %s\n",
+                orbit_strerror(rc));
 }
 
 void
 sched_walk_mark_done(struct sched_walk *w, const struct sched_file *f)
 {
-    (void)w;
-    (void)f;
+    struct journal *j = w->cfg->journal;
+    if (!j || batch_open(w) != 0)
+        return;
+    struct journal_file jf = {
+        .size = f->size,
+        .mtime_ns = mtime_ns(f),
+        .state = JOURNAL_FILE_DONE,
+        .has_digest = f->ftype == WIRE_FT_REGULAR,
+        .bytes_sent = f->bytes_sent,
+    };
+    memcpy(jf.digest, f->digest, sizeof jf.digest);
+    if (journal_file_put(j, w->cfg->job_id, f->rel, &jf) == 0)
+        batch_note(w);
+}
+
+void
+sched_walk_mark_dead(struct sched_walk *w, const struct dlq_failure *fl)
+{
+    struct journal *j = w->cfg->journal;
+    if (!j || batch_open(w) != 0)
+        return;
+    if (journal_dead_add(j, fl) == 0)
+        batch_note(w);
 }

@@ -25,7 +25,10 @@ struct sched_walk {
     DIR *dirs[SCHED_WALK_DEPTH];
     size_t lens[SCHED_WALK_DEPTH]; /* length of rel at each level */
     char rel[PATH_MAX];            /* path relative to the source root */
+    unsigned batch_n;              /* journal writes in the open batch */
 };
+
+#define JOURNAL_BATCH_FILES 256
 
 int sched_walk_init(struct sched_walk *w, const struct sched_config *cfg);
 void sched_walk_release(struct sched_walk *w);
@@ -42,7 +45,11 @@ int sched_walk_next(struct sched_walk *w, struct sched_file **out, char *msg,
 /* Whether the journal records f as done with the same size and mtime. */
 bool sched_walk_is_done(struct sched_walk *w, const struct sched_file *f);
 
-/* Record f as done in the journal. */
+/* Record f as done, or a dead letter, in the journal (batched). */
 void sched_walk_mark_done(struct sched_walk *w, const struct sched_file *f);
+void sched_walk_mark_dead(struct sched_walk *w, const struct dlq_failure *fl);
+
+/* Make the journal writes so far durable. */
+void sched_walk_flush(struct sched_walk *w);
 
 #endif
