@@ -158,25 +158,34 @@ partial_take(struct star *s, struct star_commit_item *it,
  * and a mismatch there reruns the commit untrusted. Otherwise bytes already
  * in place are verified, and missing ones read (verified) and copied in.
  */
+static bool
+recorded_here(struct star *s, const struct wire_chunk_ref *ref,
+              const char *path, uint64_t off)
+{
+    struct star_loc *locs = s->locs;
+    size_t n = 0;
+    if (star_store_lookup(s->store, ref->id, locs, &n) < 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (locs[i].kind == STAR_LOC_FILE && locs[i].offset == off &&
+            locs[i].length == ref->raw_len && strcmp(locs[i].path, path) == 0)
+            return true;
+    return false;
+}
+
 static int
 place_chunk(struct star *s, int fd, const char *path,
             const struct wire_chunk_ref *ref, uint64_t off, bool trust)
 {
     uint8_t *buf = s->scratch2;
     uint8_t h[32];
-    struct star_loc loc;
-    int rc = star_store_lookup(s->store, ref->id, &loc);
-    bool in_place = rc == 0 && loc.kind == STAR_LOC_FILE && loc.offset == off &&
-                    loc.raw_len == ref->raw_len && strcmp(loc.path, path) == 0;
-    if (in_place && trust && star_pread_all(fd, buf, ref->raw_len, off) == 0)
+    if (trust && recorded_here(s, ref, path, off) &&
+        star_pread_all(fd, buf, ref->raw_len, off) == 0)
         return 0;
     if (star_pread_all(fd, buf, ref->raw_len, off) == 0 &&
         star_sha256(buf, ref->raw_len, h) == 0 && memcmp(h, ref->id, 32) == 0)
         return 0;
-    if (rc == 0 && loc.raw_len != ref->raw_len)
-        rc = ORBIT_ENOENT;
-    if (rc == 0)
-        rc = star_store_read(s->store, ref->id, &loc, buf);
+    int rc = star_store_read(s->store, ref->id, ref->raw_len, buf);
     if (rc == 0)
         rc = star_pwrite_all(fd, buf, ref->raw_len, off);
     return rc;
@@ -411,6 +420,28 @@ rename_into_place(struct star *s, struct star_commit_item *it, int *pfd_out)
     return 0;
 }
 
+/*
+ * Committed and durable: chunks of these files that sit in containers now
+ * live in the files too, so the container references go (and containers
+ * left empty with them). A failure only leaves chunks where they were.
+ */
+static void
+move_refs(struct star *s, struct star_commit_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct star_commit_item *it = &items[i];
+        if (!it->renamed || it->rc < 0 || it->c.chunk_first != 0 ||
+            it->c.n != it->c.chunk_total)
+            continue;
+        size_t removed = 0;
+        int rc = star_store_moved(s->store, it->c.path, &it->c, &removed);
+        s->stats.containers_removed += removed;
+        if (rc < 0)
+            star_log(s, "chunks of %s stay in containers: %s", it->c.path,
+                     orbit_strerror(rc));
+    }
+}
+
 void
 star_commit_group(struct star *s, struct star_commit_item *items, size_t n)
 {
@@ -460,4 +491,5 @@ star_commit_group(struct star *s, struct star_commit_item *items, size_t n)
         if (dirs[i] >= 0)
             close(dirs[i]);
     free(dirs);
+    move_refs(s, items, n);
 }

@@ -104,8 +104,9 @@ struct star {
     size_t ncommits;
     struct star_partial *partials;
 
-    uint8_t *scratch;  /* WIRE_MAX_CHUNK: decompressed chunk */
-    uint8_t *scratch2; /* WIRE_MAX_CHUNK: chunk reads */
+    uint8_t *scratch;      /* WIRE_MAX_CHUNK: decompressed chunk */
+    uint8_t *scratch2;     /* WIRE_MAX_CHUNK: chunk reads */
+    struct star_loc *locs; /* STAR_MAX_LOCS: lookups */
     void *zdctx;
     uint64_t started_ms;
     struct star_stats stats;

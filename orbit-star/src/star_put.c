@@ -166,10 +166,11 @@ put_store(struct star *s, const struct wire_put *p, const uint8_t *raw,
         p->hint_offset <= UINT64_MAX - p->raw_len) {
         int rc = star_store_put_file(s->store, p->hint_path, p->hint_offset,
                                      raw, p->raw_len, loc);
-        if (rc != ORBIT_EISDIR && rc != ORBIT_EPATH)
+        if (rc != ORBIT_EISDIR && rc != ORBIT_EPATH && rc != ORBIT_ETOOBIG)
             return rc;
     }
-    return star_store_put_pack(s->store, p->id, raw, p->raw_len, loc);
+    return star_store_put_pack(s->store, p->id, p->codec, p->raw_len, p->data,
+                               p->data_len, loc);
 }
 
 static void

@@ -983,9 +983,10 @@ setup(struct star *s, const struct star_config *cfg)
         return rc;
     s->scratch = malloc(WIRE_MAX_CHUNK);
     s->scratch2 = malloc(WIRE_MAX_CHUNK);
+    s->locs = calloc(STAR_MAX_LOCS, sizeof *s->locs);
     s->zdctx = ZSTD_createDCtx();
     s->drain_timer = evtimer_new(s->base, drain_timeout_cb, s);
-    if (!s->scratch || !s->scratch2 || !s->zdctx || !s->drain_timer)
+    if (!s->scratch || !s->scratch2 || !s->locs || !s->zdctx || !s->drain_timer)
         return ORBIT_ENOMEM;
     return 0;
 }
@@ -1058,6 +1059,7 @@ star_free(struct star *s)
     ZSTD_freeDCtx(s->zdctx);
     free(s->scratch);
     free(s->scratch2);
+    free(s->locs);
     free(s->root);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);

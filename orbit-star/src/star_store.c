@@ -1,11 +1,9 @@
 /*
- * The star's chunk store: LMDB index, append-only containers, staging files.
- * See star_store.h for the layout and the two-phase write contract.
+ * The star's chunk store: core-starmap's index and container pool, plus
+ * staging files. See star_store.h for the layout and the two-phase writes.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <lmdb.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,17 +12,12 @@
 #include <unistd.h>
 
 #include "orbit/error.h"
+#include "orbit/pak_pool.h"
+#include "orbit/starmap.h"
 #include "orbit/wire_path.h"
 #include "star_store.h"
-#include "wire_internal.h"
 
-#define STAGE_CACHE    64
-#define PACK_MAGIC     "ORBIT-STARPACK\0\1"
-#define PACK_MAGIC_LEN 16
-#define REC_MAGIC      0x4f535052u /* "OSPR" */
-#define REC_HDR_LEN    44          /* magic, raw_len, id, checksum */
-#define MAP_SIZE       ((size_t)64 << 30)
-#define VAL_MAX        (1 + 4 + 8 + 2 + WIRE_MAX_PATH)
+#define STAGE_CACHE 64
 
 struct stage_fd {
     char name[65];
@@ -36,16 +29,11 @@ struct stage_fd {
 struct star_store {
     int rootfd;
     int orbitfd;
-    int packsfd;
     int stagingfd;
-    MDB_env *env;
-    MDB_dbi dbi;
-    int pack_fd;
-    uint32_t pack_no;
-    uint64_t pack_size;
-    uint64_t pack_max;
-    bool pack_dirty;
-    bool packs_dir_dirty;
+    struct starmap *sm;
+    struct pak_pool *pool;
+    struct starmap_batch *batch;
+    bool pool_dirty;
     bool staging_dir_dirty;
     uint64_t tick;
     struct stage_fd stage[STAGE_CACHE];
@@ -61,28 +49,9 @@ star_sha256(const uint8_t *data, size_t len, uint8_t out[32])
 }
 
 static int
-mdb_to_orbit(int rc)
-{
-    if (rc == MDB_MAP_FULL)
-        return ORBIT_ENOSPC;
-    if (rc > 0)
-        return orbit_err_from_errno(rc);
-    return ORBIT_EDB;
-}
-
-static int
 errno_rc(void)
 {
     return orbit_err_from_errno(errno);
-}
-
-static uint32_t
-fnv1a(const uint8_t *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
 }
 
 static int
@@ -99,93 +68,24 @@ open_subdir(int dirfd, const char *name, int *out)
 }
 
 static int
-open_env(struct star_store *st, const char *root)
+open_starmap(struct star_store *st, const char *root, uint64_t pack_max)
 {
     char path[4200];
-    int n = snprintf(path, sizeof path, "%s/.orbit/starmap", root);
+    int n = snprintf(path, sizeof path, "%s/.orbit/packs", root);
     if (n < 0 || (size_t)n >= sizeof path)
         return ORBIT_EINVAL;
-    int rc = mdb_env_create(&st->env);
-    if (rc == 0)
-        rc = mdb_env_set_mapsize(st->env, MAP_SIZE);
-    if (rc == 0)
-        rc = mdb_env_open(st->env, path, MDB_NOTLS, 0600);
-    if (rc != 0)
-        return mdb_to_orbit(rc);
-    MDB_txn *txn = NULL;
-    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (rc == 0)
-        rc = mdb_dbi_open(txn, NULL, 0, &st->dbi);
-    if (rc == 0)
-        rc = mdb_txn_commit(txn);
-    else if (txn)
-        mdb_txn_abort(txn);
-    return rc ? mdb_to_orbit(rc) : 0;
-}
-
-static void
-pack_name(uint32_t no, char name[32])
-{
-    snprintf(name, 32, "star_%06u.pack", no);
-}
-
-/* Open container no for appending, writing its header when new. */
-static int
-pack_open(struct star_store *st, uint32_t no)
-{
-    char name[32];
-    pack_name(no, name);
-    int fd = openat(st->packsfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return errno_rc();
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int rc = errno_rc();
-        close(fd);
+    struct pak_pool_opts po;
+    pak_pool_opts_default(&po);
+    if (pack_max)
+        po.rotate_size = pack_max;
+    int rc = pak_pool_open(path, &po, &st->pool);
+    if (rc < 0)
         return rc;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
-    if (size < PACK_MAGIC_LEN) {
-        if (pwrite(fd, PACK_MAGIC, PACK_MAGIC_LEN, 0) != PACK_MAGIC_LEN) {
-            int rc = errno ? errno_rc() : ORBIT_EIO;
-            close(fd);
-            return rc;
-        }
-        size = PACK_MAGIC_LEN;
-        st->packs_dir_dirty = true;
-        st->pack_dirty = true;
-    }
-    if (st->pack_fd >= 0)
-        close(st->pack_fd);
-    st->pack_fd = fd;
-    st->pack_no = no;
-    st->pack_size = size;
-    return 0;
-}
-
-/* Resume the highest-numbered container, or start container 1. */
-static int
-pack_resume(struct star_store *st)
-{
-    int dfd = dup(st->packsfd);
-    if (dfd < 0)
-        return errno_rc();
-    DIR *d = fdopendir(dfd);
-    if (!d) {
-        close(dfd);
-        return errno_rc();
-    }
-    uint32_t best = 1;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        unsigned no = 0;
-        char tail[8] = {0};
-        if (sscanf(e->d_name, "star_%u.%5s", &no, tail) == 2 &&
-            strcmp(tail, "pack") == 0 && no > best)
-            best = no;
-    }
-    closedir(d);
-    return pack_open(st, best);
+    snprintf(path, sizeof path, "%s/.orbit/starmap", root);
+    rc = starmap_open(path, NULL, &st->sm);
+    if (rc == 0)
+        rc = starmap_batch_new(&st->batch);
+    return rc;
 }
 
 int
@@ -196,26 +96,16 @@ star_store_open(int rootfd, const char *root, uint64_t pack_max,
     if (!st)
         return ORBIT_ENOMEM;
     st->rootfd = rootfd;
-    st->orbitfd = st->packsfd = st->stagingfd = st->pack_fd = -1;
-    st->pack_max = pack_max ? pack_max : (uint64_t)4 << 30;
+    st->orbitfd = st->stagingfd = -1;
     for (size_t i = 0; i < STAGE_CACHE; i++)
         st->stage[i].fd = -1;
     int rc = open_subdir(rootfd, ".orbit", &st->orbitfd);
-    int tmp = -1;
-    if (rc == 0)
-        rc = open_subdir(st->orbitfd, "starmap", &tmp);
-    if (tmp >= 0)
-        close(tmp);
-    if (rc == 0)
-        rc = open_subdir(st->orbitfd, "packs", &st->packsfd);
     if (rc == 0)
         rc = open_subdir(st->orbitfd, "staging", &st->stagingfd);
     if (rc == 0)
-        rc = open_env(st, root);
-    if (rc == 0)
-        rc = pack_resume(st);
-    if (rc == 0)
-        rc = fsync(st->orbitfd) == 0 ? 0 : errno_rc();
+        rc = open_starmap(st, root, pack_max);
+    if (rc == 0 && fsync(st->orbitfd) != 0)
+        rc = errno_rc();
     if (rc < 0) {
         star_store_close(st);
         return rc;
@@ -232,76 +122,68 @@ star_store_close(struct star_store *st)
     for (size_t i = 0; i < STAGE_CACHE; i++)
         if (st->stage[i].fd >= 0)
             close(st->stage[i].fd);
-    if (st->env)
-        mdb_env_close(st->env);
-    int fds[] = {st->pack_fd, st->stagingfd, st->packsfd, st->orbitfd};
-    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
+    starmap_batch_free(st->batch);
+    starmap_close(st->sm);
+    if (st->pool)
+        pak_pool_sync(st->pool);
+    pak_pool_free(st->pool);
+    if (st->stagingfd >= 0)
+        close(st->stagingfd);
+    if (st->orbitfd >= 0)
+        close(st->orbitfd);
     free(st);
 }
 
-/* ---- index values ---- */
+/* ---- the index ---- */
 
-static size_t
-loc_encode(const struct star_loc *loc, uint8_t *v)
+static void
+to_cid(const uint8_t *id, struct chunk_id *out)
 {
-    v[0] = loc->kind;
-    wire_be32_put(v + 1, loc->raw_len);
-    wire_be64_put(v + 5, loc->offset);
-    if (loc->kind == STAR_LOC_PACK) {
-        wire_be32_put(v + 13, loc->pack);
-        return 17;
-    }
-    size_t n = strlen(loc->path);
-    wire_be16_put(v + 13, (uint16_t)n);
-    memcpy(v + 15, loc->path, n);
-    return 15 + n;
+    memcpy(out->b, id, CHUNK_ID_LEN);
 }
 
 static int
-loc_decode(const uint8_t *v, size_t len, struct star_loc *loc)
+to_smloc(const struct star_loc *l, struct starmap_loc *out)
 {
-    if (len < 17)
-        return ORBIT_ECORRUPT;
-    loc->kind = v[0];
-    loc->raw_len = wire_be32_get(v + 1);
-    loc->offset = wire_be64_get(v + 5);
-    loc->path[0] = 0;
-    loc->pack = 0;
-    if (loc->kind == STAR_LOC_PACK && len == 17) {
-        loc->pack = wire_be32_get(v + 13);
+    if (l->kind == STAR_LOC_PACK) {
+        struct pak_loc pl = {l->pack, l->offset};
+        starmap_loc_pack(out, &pl, l->length);
         return 0;
     }
-    if (loc->kind != STAR_LOC_FILE)
-        return ORBIT_ECORRUPT;
-    size_t n = wire_be16_get(v + 13);
-    if (n == 0 || n > WIRE_MAX_PATH || len != 15 + n)
-        return ORBIT_ECORRUPT;
-    memcpy(loc->path, v + 15, n);
-    loc->path[n] = 0;
-    return 0;
+    return starmap_loc_file(out, l->path, l->offset, l->length);
+}
+
+static void
+from_smloc(const struct starmap_loc *l, struct star_loc *out)
+{
+    out->kind = l->kind == STARMAP_LOC_PACK ? STAR_LOC_PACK : STAR_LOC_FILE;
+    out->length = l->length;
+    out->offset = l->offset;
+    out->pack = l->container;
+    out->path[0] = 0;
+    if (l->kind == STARMAP_LOC_FILE)
+        snprintf(out->path, sizeof out->path, "%s", l->path);
 }
 
 int
-star_store_lookup(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-                  struct star_loc *out)
+star_store_have(struct star_store *st, const uint8_t *ids, uint32_t n,
+                uint8_t *missing)
 {
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0)
-        return mdb_to_orbit(rc);
-    MDB_val k = {WIRE_ID_LEN, (void *)id}, v;
-    rc = mdb_get(txn, st->dbi, &k, &v);
-    int out_rc;
-    if (rc == MDB_NOTFOUND)
-        out_rc = ORBIT_ENOENT;
-    else if (rc != 0)
-        out_rc = mdb_to_orbit(rc);
-    else
-        out_rc = loc_decode(v.mv_data, v.mv_size, out);
-    mdb_txn_abort(txn);
-    return out_rc;
+    if (n == 0)
+        return 0;
+    struct chunk_id *cids = malloc((size_t)n * sizeof *cids);
+    bool *have = calloc(n, sizeof *have);
+    int rc = cids && have ? 0 : ORBIT_ENOMEM;
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        to_cid(ids + (size_t)i * WIRE_ID_LEN, &cids[i]);
+    if (rc == 0)
+        rc = starmap_have(st->sm, cids, n, have);
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        if (!have[i])
+            wire_bitmap_set(missing, i);
+    free(cids);
+    free(have);
+    return rc;
 }
 
 int
@@ -315,26 +197,20 @@ star_store_has(struct star_store *st, const uint8_t id[WIRE_ID_LEN], bool *out)
 }
 
 int
-star_store_have(struct star_store *st, const uint8_t *ids, uint32_t n,
-                uint8_t *missing)
+star_store_lookup(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
+                  struct star_loc *locs, size_t *n)
 {
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0)
-        return mdb_to_orbit(rc);
-    for (uint32_t i = 0; i < n; i++) {
-        MDB_val k = {WIRE_ID_LEN, (void *)(ids + (size_t)i * WIRE_ID_LEN)};
-        MDB_val v;
-        rc = mdb_get(txn, st->dbi, &k, &v);
-        if (rc == MDB_NOTFOUND) {
-            wire_bitmap_set(missing, i);
-            rc = 0;
-        } else if (rc != 0) {
-            break;
-        }
-    }
-    mdb_txn_abort(txn);
-    return rc ? mdb_to_orbit(rc) : 0;
+    struct chunk_id cid;
+    to_cid(id, &cid);
+    struct starmap_entry *e = malloc(sizeof *e);
+    if (!e)
+        return ORBIT_ENOMEM;
+    int rc = starmap_lookup(st->sm, &cid, e);
+    *n = 0;
+    for (size_t i = 0; rc == 0 && i < e->nlocs && i < STAR_MAX_LOCS; i++)
+        from_smloc(&e->locs[i], &locs[(*n)++]);
+    free(e);
+    return rc;
 }
 
 int
@@ -343,42 +219,21 @@ star_store_index(struct star_store *st, const uint8_t *const *ids,
 {
     if (n == 0)
         return 0;
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (rc != 0)
-        return mdb_to_orbit(rc);
-    uint8_t v[VAL_MAX];
+    starmap_batch_clear(st->batch);
+    struct starmap_loc *sl = malloc(sizeof *sl);
+    int rc = sl ? 0 : ORBIT_ENOMEM;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        MDB_val k = {WIRE_ID_LEN, (void *)ids[i]};
-        MDB_val val = {loc_encode(locs[i], v), v};
-        rc = mdb_put(txn, st->dbi, &k, &val, 0);
+        struct chunk_id cid;
+        to_cid(ids[i], &cid);
+        rc = to_smloc(locs[i], sl);
+        if (rc == 0)
+            rc = starmap_batch_add_loc(st->batch, &cid, sl);
     }
-    if (rc != 0) {
-        mdb_txn_abort(txn);
-        return mdb_to_orbit(rc);
-    }
-    rc = mdb_txn_commit(txn);
-    return rc ? mdb_to_orbit(rc) : 0;
-}
-
-/* Drop id's entry if it still records loc. */
-static void
-drop_entry(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-           const struct star_loc *loc)
-{
-    uint8_t want[VAL_MAX];
-    size_t wlen = loc_encode(loc, want);
-    MDB_txn *txn = NULL;
-    if (mdb_txn_begin(st->env, NULL, 0, &txn) != 0)
-        return;
-    MDB_val k = {WIRE_ID_LEN, (void *)id}, v;
-    if (mdb_get(txn, st->dbi, &k, &v) == 0 && v.mv_size == wlen &&
-        memcmp(v.mv_data, want, wlen) == 0 &&
-        mdb_del(txn, st->dbi, &k, NULL) == 0) {
-        mdb_txn_commit(txn);
-        return;
-    }
-    mdb_txn_abort(txn);
+    if (rc == 0)
+        rc = starmap_batch_commit(st->sm, st->batch, NULL);
+    starmap_batch_clear(st->batch);
+    free(sl);
+    return rc;
 }
 
 /* ---- staging files ---- */
@@ -503,6 +358,8 @@ star_store_put_file(struct star_store *st, const char *path, uint64_t offset,
     size_t plen = strlen(path);
     if (wire_path_check(path, plen, NULL, 0) < 0)
         return ORBIT_EPATH;
+    if (plen >= STARMAP_PATH_MAX)
+        return ORBIT_ETOOBIG;
     struct stage_fd *e = NULL;
     int rc = stage_get(st, path, true, &e);
     if (rc == 0)
@@ -511,7 +368,7 @@ star_store_put_file(struct star_store *st, const char *path, uint64_t offset,
         return rc;
     e->dirty = true;
     out->kind = STAR_LOC_FILE;
-    out->raw_len = len;
+    out->length = len;
     out->offset = offset;
     out->pack = 0;
     memcpy(out->path, path, plen + 1);
@@ -522,38 +379,21 @@ star_store_put_file(struct star_store *st, const char *path, uint64_t offset,
 
 int
 star_store_put_pack(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-                    const uint8_t *raw, uint32_t len, struct star_loc *out)
+                    uint8_t codec, uint32_t raw_len, const uint8_t *stored,
+                    uint32_t stored_len, struct star_loc *out)
 {
-    if (st->pack_size + REC_HDR_LEN + len > st->pack_max &&
-        st->pack_size > PACK_MAGIC_LEN) {
-        if (st->pack_dirty && fdatasync(st->pack_fd) != 0)
-            return errno_rc();
-        st->pack_dirty = false;
-        int rc = pack_open(st, st->pack_no + 1);
-        if (rc < 0)
-            return rc;
-    }
-    uint8_t hdr[REC_HDR_LEN];
-    wire_be32_put(hdr, REC_MAGIC);
-    wire_be32_put(hdr + 4, len);
-    memcpy(hdr + 8, id, WIRE_ID_LEN);
-    wire_be32_put(hdr + 40, fnv1a(hdr, 40));
-    uint64_t at = st->pack_size;
-    int rc = star_pwrite_all(st->pack_fd, hdr, sizeof hdr, at);
-    if (rc == 0)
-        rc = star_pwrite_all(st->pack_fd, raw, len, at + REC_HDR_LEN);
-    if (rc < 0) {
-        /* Leave no torn record behind for the next append to follow. */
-        if (ftruncate(st->pack_fd, (off_t)at) != 0)
-            st->pack_size = at; /* nothing more to do; offsets stay exact */
+    struct chunk_id cid;
+    to_cid(id, &cid);
+    struct pak_loc pl;
+    int rc = pak_pool_append(st->pool, &cid, codec, raw_len, stored, stored_len,
+                             &pl);
+    if (rc < 0)
         return rc;
-    }
-    st->pack_size = at + REC_HDR_LEN + len;
-    st->pack_dirty = true;
+    st->pool_dirty = true;
     out->kind = STAR_LOC_PACK;
-    out->raw_len = len;
-    out->offset = at + REC_HDR_LEN;
-    out->pack = st->pack_no;
+    out->length = stored_len;
+    out->offset = pl.offset;
+    out->pack = pl.container;
     out->path[0] = 0;
     return 0;
 }
@@ -562,10 +402,10 @@ int
 star_store_sync(struct star_store *st)
 {
     int rc = 0;
-    if (st->pack_dirty && fdatasync(st->pack_fd) != 0)
-        rc = errno_rc();
-    else
-        st->pack_dirty = false;
+    if (st->pool_dirty) {
+        rc = pak_pool_sync(st->pool);
+        st->pool_dirty = rc < 0;
+    }
     for (size_t i = 0; i < STAGE_CACHE && rc == 0; i++) {
         struct stage_fd *e = &st->stage[i];
         if (e->fd >= 0 && e->dirty) {
@@ -574,12 +414,6 @@ star_store_sync(struct star_store *st)
             else
                 e->dirty = false;
         }
-    }
-    if (rc == 0 && st->packs_dir_dirty) {
-        if (fsync(st->packsfd) != 0)
-            rc = errno_rc();
-        else
-            st->packs_dir_dirty = false;
     }
     if (rc == 0 && st->staging_dir_dirty) {
         if (fsync(st->stagingfd) != 0)
@@ -603,15 +437,16 @@ verify(const uint8_t id[WIRE_ID_LEN], const uint8_t *buf, uint32_t len)
 }
 
 static int
-read_pack(struct star_store *st, const struct star_loc *loc, uint8_t *buf)
+read_pack(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
+          const struct star_loc *loc, uint32_t raw_len, uint8_t *buf)
 {
-    char name[32];
-    pack_name(loc->pack, name);
-    int fd = openat(st->packsfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno_rc();
-    int rc = star_pread_all(fd, buf, loc->raw_len, loc->offset);
-    close(fd);
+    struct chunk_id cid;
+    to_cid(id, &cid);
+    struct pak_loc pl = {loc->pack, loc->offset};
+    struct pak_record_info info;
+    int rc = pak_pool_read(st->pool, &pl, &cid, buf, WIRE_MAX_CHUNK, &info);
+    if (rc == 0 && info.raw_len != raw_len)
+        rc = ORBIT_ECORRUPT;
     return rc;
 }
 
@@ -621,35 +456,133 @@ read_file(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
 {
     struct stage_fd *e = NULL;
     int rc = stage_get(st, loc->path, false, &e);
-    if (rc == 0) {
-        rc = star_pread_all(e->fd, buf, loc->raw_len, loc->offset);
-        if (rc == 0)
-            rc = verify(id, buf, loc->raw_len);
-        if (rc == 0)
-            return 0;
-    }
+    if (rc == 0 && star_pread_all(e->fd, buf, loc->length, loc->offset) == 0 &&
+        verify(id, buf, loc->length) == 0)
+        return 0;
     int fd = -1;
     rc = wire_path_open_beneath(st->rootfd, loc->path, O_RDONLY | O_NOFOLLOW, 0,
                                 &fd);
     if (rc < 0)
         return rc;
-    rc = star_pread_all(fd, buf, loc->raw_len, loc->offset);
+    rc = star_pread_all(fd, buf, loc->length, loc->offset);
     close(fd);
+    if (rc == 0)
+        rc = verify(id, buf, loc->length);
     return rc;
+}
+
+/* Whether rc says the bytes at a location are gone or wrong. */
+static bool
+is_stale(int rc)
+{
+    return rc == ORBIT_ECORRUPT || rc == ORBIT_ETRUNC || rc == ORBIT_ENOENT ||
+           rc == ORBIT_EPATH || rc == ORBIT_EISDIR || rc == ORBIT_ENOTDIR ||
+           rc == ORBIT_EFORMAT;
+}
+
+/* Drop the stale locations of id (the entry when none is left). */
+static void
+drop_stale(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
+           const struct star_loc *locs, const bool *stale, size_t n)
+{
+    struct chunk_id cid;
+    to_cid(id, &cid);
+    struct starmap_loc *sl = malloc(sizeof *sl);
+    if (!sl)
+        return;
+    size_t dropped = 0;
+    starmap_batch_clear(st->batch);
+    for (size_t i = 0; i < n; i++)
+        if (stale[i] && to_smloc(&locs[i], sl) == 0 &&
+            starmap_batch_drop_loc(st->batch, &cid, sl) == 0)
+            dropped++;
+    if (dropped == n)
+        starmap_batch_forget(st->batch, &cid);
+    if (dropped > 0)
+        starmap_batch_commit(st->sm, st->batch, NULL);
+    starmap_batch_clear(st->batch);
+    free(sl);
 }
 
 int
 star_store_read(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-                const struct star_loc *loc, uint8_t *buf)
+                uint32_t raw_len, uint8_t *buf)
 {
-    int rc = loc->kind == STAR_LOC_PACK ? read_pack(st, loc, buf)
-                                        : read_file(st, id, loc, buf);
-    if (rc == 0)
-        rc = verify(id, buf, loc->raw_len);
-    if (rc == ORBIT_ECORRUPT || rc == ORBIT_ETRUNC || rc == ORBIT_ENOENT ||
-        rc == ORBIT_EPATH || rc == ORBIT_EISDIR || rc == ORBIT_ENOTDIR) {
-        drop_entry(st, id, loc);
-        return ORBIT_ENOENT;
+    struct star_loc *locs = malloc(STAR_MAX_LOCS * sizeof *locs);
+    if (!locs)
+        return ORBIT_ENOMEM;
+    size_t n = 0;
+    bool stale[STAR_MAX_LOCS] = {false};
+    int rc = star_store_lookup(st, id, locs, &n);
+    int hard = 0;
+    bool ok = false;
+    for (size_t i = 0; rc == 0 && i < n && !ok; i++) {
+        int r = locs[i].kind == STAR_LOC_PACK
+                    ? read_pack(st, id, &locs[i], raw_len, buf)
+                : locs[i].length != raw_len ? ORBIT_ECORRUPT
+                                            : read_file(st, id, &locs[i], buf);
+        ok = r == 0;
+        stale[i] = is_stale(r);
+        if (r < 0 && !stale[i])
+            hard = r;
     }
+    if (rc == 0 && n > 0)
+        drop_stale(st, id, locs, stale, n);
+    free(locs);
+    if (rc < 0)
+        return rc;
+    return ok ? 0 : hard ? hard : ORBIT_ENOENT;
+}
+
+/* ---- after a commit: chunks move from containers to the file ---- */
+
+static int
+move_one(struct star_store *st, const struct wire_chunk_ref *ref,
+         const char *path, uint64_t off, struct star_loc *locs)
+{
+    size_t n = 0;
+    int rc = star_store_lookup(st, ref->id, locs, &n);
+    if (rc < 0)
+        return rc == ORBIT_ENOENT ? 0 : rc;
+    bool packed = false;
+    for (size_t i = 0; i < n; i++)
+        packed |= locs[i].kind == STAR_LOC_PACK;
+    if (!packed)
+        return 0;
+    struct chunk_id cid;
+    to_cid(ref->id, &cid);
+    struct starmap_loc sl;
+    rc = starmap_loc_file(&sl, path, off, ref->raw_len);
+    if (rc == 0)
+        rc = starmap_batch_add_loc(st->batch, &cid, &sl);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (locs[i].kind == STAR_LOC_PACK && to_smloc(&locs[i], &sl) == 0)
+            rc = starmap_batch_drop_loc(st->batch, &cid, &sl);
+    return rc;
+}
+
+int
+star_store_moved(struct star_store *st, const char *path,
+                 const struct wire_commit *c, size_t *removed)
+{
+    *removed = 0;
+    struct star_loc *locs = malloc(STAR_MAX_LOCS * sizeof *locs);
+    if (!locs)
+        return ORBIT_ENOMEM;
+    starmap_batch_clear(st->batch);
+    uint64_t off = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < c->n && rc == 0; i++) {
+        struct wire_chunk_ref ref;
+        wire_commit_chunk(c, i, &ref);
+        rc = move_one(st, &ref, path, off, locs);
+        off += ref.raw_len;
+    }
+    free(locs);
+    if (rc == 0 && starmap_batch_len(st->batch) > 0)
+        rc = starmap_batch_commit(st->sm, st->batch, NULL);
+    starmap_batch_clear(st->batch);
+    if (rc == 0 && starmap_gc_pending(st->sm) > 0)
+        rc = starmap_gc(st->sm, st->pool, removed);
     return rc;
 }

@@ -1,23 +1,23 @@
 /*
- * star_store.h - the star's chunk store: an LMDB index (chunk id ->
- * location) over two kinds of storage beneath ROOT/.orbit:
+ * star_store.h - the star's chunk store beneath ROOT/.orbit, on core-starmap:
  *
- *   packs/star_NNNNNN.pack   append-only containers of raw chunks, each
- *                            record self-describing (id, length, checksum)
+ *   starmap/    the LMDB index: chunk id -> up to four locations
+ *   packs/      container_NNNNNN.orbitpak (pak_pool), for chunks without a
+ *               usable placement hint; stored as received (zstd or raw)
  *   staging/<hex sha256(path)>  a file's bytes at their final offsets, for
- *                            chunks that arrive with a placement hint; the
- *                            file is renamed into place on COMMIT
+ *               chunks that arrive with a hint; renamed into place on COMMIT
  *
  * A FILE location (path, offset) is resolved through the staging file of
  * path first and the committed file at path second, so a commit needs no
- * index rewrite. Every read is verified against the id; an entry whose
- * bytes no longer match is dropped.
+ * index rewrite for hinted chunks. Every read is verified against the id;
+ * a location whose bytes no longer match is dropped (the entry with it when
+ * it was the last).
  *
  * Writes are two-phase: star_store_put_*() write the bytes (not yet
  * durable) and fill a location; star_store_sync() makes every written byte
  * durable (one fdatasync per file touched, and the directories of files
  * created); star_store_index() records locations in one LMDB transaction.
- * Private to orbit-star; single-threaded (the star's loop thread).
+ * Private to orbit-star; used from the star's loop thread only.
  */
 #ifndef ORBIT_STAR_STORE_H
 #define ORBIT_STAR_STORE_H
@@ -28,6 +28,8 @@
 
 #include "orbit/wire.h"
 
+#define STAR_MAX_LOCS 4
+
 enum star_loc_kind {
     STAR_LOC_PACK = 1,
     STAR_LOC_FILE = 2,
@@ -35,16 +37,16 @@ enum star_loc_kind {
 
 struct star_loc {
     uint8_t kind;
-    uint32_t raw_len;
-    uint64_t offset;
-    uint32_t pack;                /* PACK: container number */
+    uint32_t length; /* PACK: stored length; FILE: raw length */
+    uint64_t offset; /* PACK: record offset; FILE: offset in the file */
+    uint32_t pack;   /* PACK: container number */
     char path[WIRE_MAX_PATH + 1]; /* FILE: path relative to ROOT */
 };
 
 struct star_store;
 
 /* rootfd: an O_DIRECTORY fd of ROOT (borrowed, must outlive the store);
- * root: its path, for LMDB. */
+ * root: its path; pack_max: container rotation size (0: default). */
 int star_store_open(int rootfd, const char *root, uint64_t pack_max,
                     struct star_store **out);
 void star_store_close(struct star_store *st);
@@ -57,21 +59,23 @@ int star_store_has(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
 int star_store_have(struct star_store *st, const uint8_t *ids, uint32_t n,
                     uint8_t *missing);
 
-/* The recorded location of id; ORBIT_ENOENT if none. */
+/* The recorded locations of id (up to STAR_MAX_LOCS); ORBIT_ENOENT if none. */
 int star_store_lookup(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-                      struct star_loc *out);
+                      struct star_loc *locs, size_t *n);
 
 /*
- * Read chunk id (raw_len bytes into buf) from loc, verified. A location
- * whose bytes do not match is dropped from the index (when it is still the
- * indexed one) and ORBIT_ENOENT returned.
+ * Read chunk id (raw_len bytes into buf, WIRE_MAX_CHUNK of room) from any
+ * of its locations, verified. Locations that fail verification are dropped;
+ * ORBIT_ENOENT when none is left.
  */
 int star_store_read(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-                    const struct star_loc *loc, uint8_t *buf);
+                    uint32_t raw_len, uint8_t *buf);
 
-/* Append raw bytes to the current container. */
+/* Append a chunk, as stored on the wire (codec RAW or ZSTD), to the
+ * active container. */
 int star_store_put_pack(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-                        const uint8_t *raw, uint32_t len, struct star_loc *out);
+                        uint8_t codec, uint32_t raw_len, const uint8_t *stored,
+                        uint32_t stored_len, struct star_loc *out);
 
 /* Write raw bytes into the staging file of path (checked) at offset. */
 int star_store_put_file(struct star_store *st, const char *path,
@@ -85,8 +89,18 @@ int star_store_sync(struct star_store *st);
 int star_store_index(struct star_store *st, const uint8_t *const *ids,
                      const struct star_loc *const *locs, size_t n);
 
-/* An fd of the staging directory (borrowed) and the staging name of path
- * (65 bytes with the NUL). The staging fd cache entry for path is closed. */
+/*
+ * After the durable commit of path (its chunk refs, WIRE_ID_LEN + u32
+ * records as in a decoded COMMIT, starting at offset 0): point every chunk
+ * that lives in a container at the file instead and drop the container
+ * reference, in one transaction; containers left without a live record
+ * are deleted once that transaction is durable. *removed counts them.
+ */
+int star_store_moved(struct star_store *st, const char *path,
+                     const struct wire_commit *c, size_t *removed);
+
+/* The staging directory fd (borrowed) and the staging name of path (65
+ * bytes with the NUL); forget closes the cached fd of path's staging file. */
 int star_store_staging_dir(struct star_store *st);
 void star_store_staging_name(const char *path, char name[65]);
 void star_store_forget_staging(struct star_store *st, const char *path);

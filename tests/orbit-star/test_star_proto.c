@@ -862,3 +862,48 @@ Test(star_data, manifest_over_several_commit_frames)
     free(buf);
     close(fd);
 }
+
+Test(star_lifecycle, committed_chunks_leave_their_containers)
+{
+    ts_mkroot(T.root, sizeof T.root);
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    cfg.pack_max_bytes = 64 * 1024; /* about one chunk per container */
+    ts_start_cfg(&T, &cfg);
+    int fd = tc_open(T.port);
+    enum { LEN = 40000, N = 5 };
+    uint8_t data[LEN * N];
+    ts_fill(data, sizeof data, 41);
+    for (uint32_t i = 0; i < N; i++)
+        tc_put(fd, 1 + i, data + (size_t)i * LEN, LEN, NULL, 0);
+    char packs[512];
+    snprintf(packs, sizeof packs, "%s/.orbit/packs", T.root);
+    int before = count_entries(packs);
+    cr_assert_geq(before, N - 1, "%d containers", before);
+    size_t cuts[N] = {LEN, LEN, LEN, LEN, LEN};
+    struct tc_file f = {"all.bin", data, sizeof data, cuts, N, 0, 0};
+    struct wire_chunk_ref refs[N];
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_commit_msg(&m, 10, &f, refs);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    struct star_stats st;
+    star_get_stats(T.star, &st);
+    cr_assert_geq(st.containers_removed, N - 2, "%llu removed",
+                  (unsigned long long)st.containers_removed);
+    cr_assert_lt(count_entries(packs), before);
+    /* the chunks are still served, from the committed file */
+    f.path = "again.bin";
+    tc_commit_msg(&m, 11, &f, refs);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    char p[512];
+    snprintf(p, sizeof p, "%s/again.bin", T.root);
+    size_t len = 0;
+    char *got = ts_read_file(p, &len);
+    cr_assert_eq(len, sizeof data);
+    cr_assert_eq(memcmp(got, data, len), 0);
+    free(got);
+    free(buf);
+    close(fd);
+    ts_stop(&T);
+}

@@ -84,7 +84,8 @@ struct star_stats {
     uint64_t errors_io;
     uint64_t errors_proto;
     uint64_t errors_auth;
-    uint64_t sync_rounds; /* grouped syncs performed */
+    uint64_t sync_rounds;        /* grouped syncs performed */
+    uint64_t containers_removed; /* reclaimed after their chunks moved */
     uint32_t connections;
 };
 
