@@ -6,7 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +15,30 @@
 
 #include "orbit/error.h"
 #include "orbit/journal.h"
+#include "orbit/walker.h"
 #include "orbit/wire.h"
 #include "sched_internal.h"
+
+struct walk_err {
+    int err;
+    char *path;
+    struct walk_err *next;
+};
+
+static void
+on_walk_error(void *arg, const char *path, int err)
+{
+    struct sched_walk *w = arg;
+    struct walk_err *e = calloc(1, sizeof *e);
+    if (!e || !(e->path = strdup(path))) {
+        free(e);
+        w->lost_errors++;
+        return;
+    }
+    e->err = err;
+    e->next = w->errors;
+    w->errors = e;
+}
 
 int
 sched_walk_init(struct sched_walk *w, const struct sched_config *cfg)
@@ -30,35 +52,14 @@ void
 sched_walk_release(struct sched_walk *w)
 {
     sched_walk_flush(w);
-    while (w->depth > 0)
-        closedir(w->dirs[--w->depth]);
-}
-
-static bool
-glob_match(const char *pat, const char *rel)
-{
-    const char *base = strrchr(rel, '/');
-    base = base ? base + 1 : rel;
-    if (strchr(pat, '/'))
-        return fnmatch(pat[0] == '/' ? pat + 1 : pat, rel, FNM_PATHNAME) == 0;
-    return fnmatch(pat, base, 0) == 0;
-}
-
-/* Excluded paths are not sent and, for directories, not descended. */
-static bool
-excluded(const struct sched_config *cfg, const char *rel, bool is_dir)
-{
-    if (rel[0] == '\0')
-        return false;
-    for (size_t i = 0; i < cfg->nexcludes; i++)
-        if (glob_match(cfg->excludes[i], rel))
-            return true;
-    if (cfg->nincludes == 0 || is_dir)
-        return false; /* directories are walked to find included files */
-    for (size_t i = 0; i < cfg->nincludes; i++)
-        if (glob_match(cfg->includes[i], rel))
-            return false;
-    return true;
+    walker_free(w->walker);
+    w->walker = NULL;
+    while (w->errors) {
+        struct walk_err *e = w->errors;
+        w->errors = e->next;
+        free(e->path);
+        free(e);
+    }
 }
 
 static int
@@ -74,118 +75,47 @@ join(char *buf, size_t cap, const char *a, const char *b)
     return (n < 0 || (size_t)n >= cap) ? ORBIT_EPATH : 0;
 }
 
+/* A new file for the entry at rel (source-relative) of the current source. */
 static int
-file_from_stat(struct sched_walk *w, const struct stat *st,
-               struct sched_file **out)
+file_new(struct sched_walk *w, const char *rel, struct sched_file **out)
 {
     const struct sched_source *src = &w->cfg->sources[w->src];
-    char path[PATH_MAX], rel[PATH_MAX];
-    if (join(path, sizeof path, src->path, w->rel) != 0 ||
-        join(rel, sizeof rel, src->dest_name, w->rel) != 0)
+    char path[PATH_MAX], drel[PATH_MAX];
+    *out = NULL;
+    if (join(path, sizeof path, src->path, rel) != 0 ||
+        join(drel, sizeof drel, src->dest_name, rel) != 0)
         return ORBIT_EPATH;
     struct sched_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->rel = strdup(rel)) || !(f->src_path = strdup(path))) {
+    if (!f || !(f->rel = strdup(drel)) || !(f->src_path = strdup(path))) {
         if (f)
             free(f->rel);
         free(f);
         return ORBIT_ENOMEM;
     }
-    f->mode = st->st_mode & 07777;
-    f->mtime_sec = st->st_mtim.tv_sec;
-    f->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
-    if (S_ISREG(st->st_mode)) {
-        f->ftype = WIRE_FT_REGULAR;
-        f->size = (uint64_t)st->st_size;
-    } else if (S_ISDIR(st->st_mode)) {
-        f->ftype = WIRE_FT_DIRECTORY;
-    } else {
-        f->ftype = WIRE_FT_SYMLINK;
-    }
     *out = f;
     return 0;
 }
 
-static int
-read_link(struct sched_file *f)
+static void
+set_meta(struct sched_file *f, uint8_t ftype, uint64_t size, uint32_t mode,
+         int64_t mtime_ns)
 {
-    char buf[PATH_MAX];
-    ssize_t n = readlink(f->src_path, buf, sizeof buf - 1);
-    if (n < 0)
-        return orbit_err_from_errno(errno);
-    buf[n] = '\0';
-    f->target = strdup(buf);
-    return f->target ? 0 : ORBIT_ENOMEM;
+    f->ftype = ftype;
+    f->size = ftype == WIRE_FT_REGULAR ? size : 0;
+    f->mode = mode & 07777;
+    f->mtime_sec = mtime_ns / 1000000000LL;
+    f->mtime_nsec = (uint32_t)(mtime_ns % 1000000000LL);
 }
 
-/* Produce the entry at w->rel; descend into it when it is a directory. */
-static int
-visit(struct sched_walk *w, struct sched_file **out, char *msg, size_t cap)
+static void
+drop(struct sched_file *f)
 {
-    const struct sched_source *src = &w->cfg->sources[w->src];
-    char path[PATH_MAX];
-    struct stat st;
-    if (join(path, sizeof path, src->path, w->rel) != 0) {
-        snprintf(msg, cap, "path too long: %s/%s", src->path, w->rel);
-        return ORBIT_EPATH;
-    }
-    if (lstat(path, &st) != 0) {
-        int rc = orbit_err_from_errno(errno);
-        snprintf(msg, cap, "cannot stat %s: %s", path, strerror(errno));
-        file_from_stat(w, &(struct stat){.st_mode = S_IFREG}, out);
-        return rc;
-    }
-    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
-        return ORBIT_EAGAIN; /* devices, fifos, sockets: not transferred */
-    if (excluded(w->cfg, w->rel, S_ISDIR(st.st_mode)))
-        return ORBIT_EAGAIN;
-    int rc = file_from_stat(w, &st, out);
-    if (rc == 0 && S_ISLNK(st.st_mode) && (rc = read_link(*out)) != 0)
-        snprintf(msg, cap, "cannot read link %s: %s", path, orbit_strerror(rc));
-    if (rc != 0 || !S_ISDIR(st.st_mode))
-        return rc;
-    if (w->depth == SCHED_WALK_DEPTH) {
-        snprintf(msg, cap, "%s: deeper than %d levels", path, SCHED_WALK_DEPTH);
-        return ORBIT_EPATH;
-    }
-    DIR *d = opendir(path);
-    if (!d) {
-        rc = orbit_err_from_errno(errno);
-        snprintf(msg, cap, "cannot read directory %s: %s", path,
-                 strerror(errno));
-        return rc;
-    }
-    w->dirs[w->depth] = d;
-    w->lens[w->depth] = strlen(w->rel);
-    w->depth++;
-    return 0;
-}
-
-/* Set w->rel to the next name in the deepest open directory. */
-static int
-advance(struct sched_walk *w)
-{
-    while (w->depth > 0) {
-        DIR *d = w->dirs[w->depth - 1];
-        size_t len = w->lens[w->depth - 1];
-        errno = 0;
-        struct dirent *e = readdir(d);
-        if (!e) {
-            closedir(d);
-            w->depth--;
-            continue;
-        }
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        size_t nlen = strlen(e->d_name);
-        size_t sep = len > 0 ? 1 : 0;
-        if (len + sep + nlen >= sizeof w->rel)
-            continue; /* cannot be named: lstat would fail on it anyway */
-        if (sep)
-            w->rel[len] = '/';
-        memcpy(w->rel + len + sep, e->d_name, nlen + 1);
-        return 0;
-    }
-    return ORBIT_ENOENT;
+    if (!f)
+        return;
+    free(f->rel);
+    free(f->src_path);
+    free(f->target);
+    free(f);
 }
 
 static bool
@@ -199,6 +129,92 @@ wanted(const struct sched_config *cfg, const struct sched_file *f)
     return false;
 }
 
+/* The root of a source: a single entry (file or link), or a directory to
+ * walk, itself sent when it takes a name under the destination. */
+static int
+start_source(struct sched_walk *w, struct sched_file **out, char *msg,
+             size_t cap)
+{
+    const struct sched_source *src = &w->cfg->sources[w->src];
+    struct stat st;
+    if (lstat(src->path, &st) != 0) {
+        int rc = orbit_err_from_errno(errno);
+        snprintf(msg, cap, "cannot read source %s: %s", src->path,
+                 strerror(errno));
+        if (file_new(w, "", out) == 0)
+            set_meta(*out, WIRE_FT_REGULAR, 0, 0, 0);
+        return *out ? rc : ORBIT_ENOMEM;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        int rc = file_new(w, "", out);
+        if (rc != 0)
+            return rc;
+        int64_t ns = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        set_meta(*out, S_ISLNK(st.st_mode) ? WIRE_FT_SYMLINK : WIRE_FT_REGULAR,
+                 (uint64_t)st.st_size, st.st_mode, ns);
+        return 0;
+    }
+    struct walker_opts o;
+    walker_opts_init(&o);
+    o.includes = w->cfg->includes;
+    o.nincludes = w->cfg->nincludes;
+    o.excludes = w->cfg->excludes;
+    o.nexcludes = w->cfg->nexcludes;
+    o.on_error = on_walk_error;
+    o.arg = w;
+    int rc = walker_new(src->path, &o, &w->walker);
+    if (rc != 0) {
+        snprintf(msg, cap, "cannot walk %s: %s", src->path, orbit_strerror(rc));
+        return rc;
+    }
+    if (src->dest_name[0] == '\0')
+        return ORBIT_EAGAIN; /* its contents go straight into DST */
+    rc = file_new(w, "", out);
+    if (rc == 0) {
+        int64_t ns = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        set_meta(*out, WIRE_FT_DIRECTORY, 0, st.st_mode, ns);
+    }
+    return rc;
+}
+
+static int
+next_error(struct sched_walk *w, struct sched_file **out, char *msg, size_t cap)
+{
+    struct walk_err *e = w->errors;
+    w->errors = e->next;
+    int rc = file_new(w, e->path, out);
+    if (rc == 0) {
+        set_meta(*out, WIRE_FT_REGULAR, 0, 0, 0);
+        snprintf(msg, cap, "cannot read %s: %s", (*out)->src_path,
+                 orbit_strerror(e->err));
+        rc = e->err;
+    }
+    free(e->path);
+    free(e);
+    return rc;
+}
+
+static int
+entry_file(struct sched_walk *w, const struct walker_entry *e,
+           struct sched_file **out)
+{
+    static const uint8_t types[] = {
+        [WALKER_FILE] = WIRE_FT_REGULAR,
+        [WALKER_DIR] = WIRE_FT_DIRECTORY,
+        [WALKER_SYMLINK] = WIRE_FT_SYMLINK,
+    };
+    if (e->type == WALKER_OTHER)
+        return ORBIT_EAGAIN; /* fifos, sockets, devices are not sent */
+    int rc = file_new(w, e->path, out);
+    if (rc != 0)
+        return rc;
+    set_meta(*out, types[e->type], e->size, e->mode, e->mtime_ns);
+    if (e->type == WALKER_SYMLINK &&
+        !((*out)->target = strdup(e->link_target ? e->link_target : "")))
+        return ORBIT_ENOMEM;
+    return 0;
+}
+
 int
 sched_walk_next(struct sched_walk *w, struct sched_file **out, char *msg,
                 size_t msgcap)
@@ -206,33 +222,32 @@ sched_walk_next(struct sched_walk *w, struct sched_file **out, char *msg,
     *out = NULL;
     msg[0] = '\0';
     while (w->src < w->cfg->nsources) {
-        if (!w->src_started) {
+        int rc;
+        struct sched_file *f = NULL;
+        if (w->errors) {
+            rc = next_error(w, &f, msg, msgcap);
+        } else if (!w->src_started) {
             w->src_started = true;
-            w->rel[0] = '\0';
-        } else if (advance(w) != 0) {
+            rc = start_source(w, &f, msg, msgcap);
+        } else if (!w->walker) {
+            rc = ORBIT_ENOENT;
+        } else {
+            struct walker_entry e;
+            rc = walker_next(w->walker, &e);
+            if (rc == 0)
+                rc = entry_file(w, &e, &f);
+            else if (rc != ORBIT_ENOENT)
+                continue; /* reported through on_walk_error */
+        }
+        if (rc == ORBIT_ENOENT) {
+            walker_free(w->walker);
+            w->walker = NULL;
             w->src++;
             w->src_started = false;
             continue;
         }
-        struct sched_file *f = NULL;
-        int rc = visit(w, &f, msg, msgcap);
-        if (rc == ORBIT_EAGAIN) {
-            continue;
-        }
-        if (f && f->rel[0] == '\0' && f->ftype == WIRE_FT_DIRECTORY) {
-            /* The destination root itself: nothing to commit. */
-            free(f->rel);
-            free(f->src_path);
-            free(f);
-            if (rc == 0)
-                continue;
-            f = NULL;
-        }
-        if (rc == 0 && f && !wanted(w->cfg, f)) {
-            free(f->rel);
-            free(f->src_path);
-            free(f->target);
-            free(f);
+        if (rc == ORBIT_EAGAIN || (f && rc == 0 && !wanted(w->cfg, f))) {
+            drop(f);
             continue;
         }
         *out = f;

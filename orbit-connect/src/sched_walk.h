@@ -6,8 +6,6 @@
 #ifndef ORBIT_SCHED_WALK_H
 #define ORBIT_SCHED_WALK_H
 
-#include <dirent.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -15,17 +13,17 @@
 
 struct sched_file;
 
-#define SCHED_WALK_DEPTH 256
+struct walker;
+struct walk_err;
 
 struct sched_walk {
     const struct sched_config *cfg;
     size_t src;       /* index of the source being walked */
     bool src_started; /* its root entry was produced */
-    size_t depth;
-    DIR *dirs[SCHED_WALK_DEPTH];
-    size_t lens[SCHED_WALK_DEPTH]; /* length of rel at each level */
-    char rel[PATH_MAX];            /* path relative to the source root */
-    unsigned batch_n;              /* journal writes in the open batch */
+    struct walker *walker;
+    struct walk_err *errors; /* entries the walker could not read */
+    uint64_t lost_errors;    /* errors not recorded for lack of memory */
+    unsigned batch_n;        /* journal writes in the open batch */
 };
 
 #define JOURNAL_BATCH_FILES 256
