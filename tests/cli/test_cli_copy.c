@@ -1,0 +1,234 @@
+/*
+ * `orbit copy` to a local destination, end to end: a generated tree arrives
+ * identical (contents, modes, mtimes, symlinks, empty files and
+ * directories), `orbit verify` agrees and then catches a corrupted byte;
+ * SRC versus SRC/, several sources, a single file; deduplication across
+ * runs.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+
+static struct e2e T;
+
+static void
+setup(void)
+{
+    e2e_setup(&T);
+}
+
+static void
+teardown(void)
+{
+    e2e_teardown(&T);
+}
+
+TestSuite(cli_copy, .init = setup, .fini = teardown, .timeout = 120);
+
+/* SRC with a trailing slash: its contents land directly in DST. */
+static const char *
+slash(const char *dir, char *buf)
+{
+    snprintf(buf, E2E_PATH, "%s/", dir);
+    return buf;
+}
+
+static void
+flip_byte(const char *path, off_t at)
+{
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    unsigned char c;
+    cr_assert_eq(pread(fd, &c, 1, at), 1);
+    c ^= 0x5a;
+    cr_assert_eq(pwrite(fd, &c, 1, at), 1);
+    close(fd);
+}
+
+Test(cli_copy, generated_tree_arrives_identical_and_verify_agrees)
+{
+    struct e2e_tree tree;
+    e2e_make_tree(T.src, 300, 6u << 20, &tree);
+    struct e2e_proc p;
+    char s[E2E_PATH];
+    int code = E2E_ORBIT_RUN(&T, &p, "copy", slash(T.src, s), T.dst);
+    cr_assert_eq(code, 0, "orbit copy exit %d\nstdout:\n%s\nstderr:\n%s", code,
+                 p.out, p.err);
+    struct e2e_report r = e2e_report(p.out);
+    cr_assert(r.found, "no report in:\n%s", p.out);
+    cr_expect_eq(r.files_dead, 0);
+    cr_expect_eq(r.files_seen, tree.files + tree.dirs + tree.links,
+                 "seen %llu, tree has %u files, %u dirs, %u links",
+                 (unsigned long long)r.files_seen, tree.files, tree.dirs,
+                 tree.links);
+    cr_expect_geq(r.bytes_read, tree.bytes - tree.bytes / 100);
+    e2e_proc_free(&p);
+
+    cr_assert_eq(e2e_compare_trees(T.src, T.dst, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "the copied tree differs from the source (see the log)");
+
+    code = E2E_ORBIT_RUN(&T, &p, "verify", T.src, T.dst);
+    cr_assert_eq(code, 0, "verify on an identical tree: exit %d\n%s", code,
+                 p.out);
+    e2e_proc_free(&p);
+
+    char big[E2E_PATH * 2];
+    snprintf(big, sizeof big, "%s/%s", T.dst, tree.big);
+    flip_byte(big, (off_t)(3u << 20) + 12345);
+    code = E2E_ORBIT_RUN(&T, &p, "verify", T.src, T.dst);
+    cr_assert_eq(code, 3, "verify after corrupting one byte: exit %d\n%s", code,
+                 p.out);
+    cr_assert_not_null(strstr(p.out, tree.big), "verify does not name %s:\n%s",
+                       tree.big, p.out);
+    e2e_proc_free(&p);
+}
+
+/* cp -a and rsync -a keep directory times; a directory's time is set after
+ * its entries are written. */
+Test(cli_copy, directory_mtimes_are_preserved)
+{
+    struct e2e_tree tree;
+    e2e_make_tree(T.src, 40, 100000, &tree);
+    char s[E2E_PATH];
+    E2E_ORBIT_OK(&T, "copy", slash(T.src, s), T.dst);
+    cr_expect_eq(e2e_compare_trees(T.src, T.dst, E2E_CMP_DIR_MTIME, NULL), 0,
+                 "directory mtimes differ (see the log)");
+}
+
+static void
+small_tree(const char *root, uint64_t seed)
+{
+    char p[E2E_PATH * 2];
+    e2e_mkdir(root, 0755);
+    snprintf(p, sizeof p, "%s/one.txt", root);
+    e2e_write_file(p, 1000, seed, 0644, 1500000000);
+    snprintf(p, sizeof p, "%s/sub", root);
+    e2e_mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/sub/two.bin", root);
+    e2e_write_file(p, 70000, seed + 1, 0600, 1500000100);
+}
+
+/* Entries of dir, sorted, comma-separated, without .orbit. */
+static void
+listing(const char *dir, char *buf, size_t cap)
+{
+    char cmd[E2E_PATH * 2];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -vx .orbit | paste -sd,", dir);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    buf[0] = '\0';
+    if (!fgets(buf, (int)cap, f))
+        buf[0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    pclose(f);
+}
+
+Test(cli_copy, source_without_slash_creates_its_basename)
+{
+    char a[E2E_PATH], d[E2E_PATH], got[E2E_PATH * 2], ls[256];
+    small_tree(e2e_path(&T, a, "src/alpha"), 1);
+    e2e_path(&T, d, "out");
+    E2E_ORBIT_OK(&T, "copy", a, d);
+    listing(d, ls, sizeof ls);
+    cr_assert_str_eq(ls, "alpha");
+    snprintf(got, sizeof got, "%s/alpha", d);
+    cr_assert_eq(e2e_compare_trees(a, got, E2E_CMP_NO_EXTRA, NULL), 0);
+}
+
+Test(cli_copy, source_with_slash_copies_its_contents)
+{
+    char a[E2E_PATH], d[E2E_PATH], s[E2E_PATH], ls[256];
+    small_tree(e2e_path(&T, a, "src/alpha"), 2);
+    e2e_path(&T, d, "out");
+    E2E_ORBIT_OK(&T, "copy", slash(a, s), d);
+    listing(d, ls, sizeof ls);
+    cr_assert_str_eq(ls, "one.txt,sub");
+    cr_assert_eq(e2e_compare_trees(a, d, E2E_CMP_NO_EXTRA, NULL), 0);
+}
+
+Test(cli_copy, several_sources_and_a_single_file)
+{
+    char a[E2E_PATH], b[E2E_PATH], f[E2E_PATH], d[E2E_PATH], s[E2E_PATH];
+    char ls[256], got[E2E_PATH * 2];
+    small_tree(e2e_path(&T, a, "src/alpha"), 3);
+    small_tree(e2e_path(&T, b, "src/beta"), 4);
+    e2e_path(&T, f, "src/lone.bin");
+    e2e_write_file(f, 123457, 5, 0640, 1400000000);
+    e2e_path(&T, d, "out");
+    /* beta/ lands its contents in DST next to alpha and lone.bin */
+    E2E_ORBIT_OK(&T, "copy", a, slash(b, s), f, d);
+    listing(d, ls, sizeof ls);
+    cr_assert_str_eq(ls, "alpha,lone.bin,one.txt,sub");
+    snprintf(got, sizeof got, "%s/alpha", d);
+    cr_assert_eq(e2e_compare_trees(a, got, E2E_CMP_NO_EXTRA, NULL), 0);
+    cr_assert_eq(e2e_compare_trees(b, d, 0, NULL), 0);
+
+    /* a single file as the only source */
+    char d2[E2E_PATH];
+    e2e_path(&T, d2, "out2");
+    E2E_ORBIT_OK(&T, "copy", f, d2);
+    listing(d2, ls, sizeof ls);
+    cr_assert_str_eq(ls, "lone.bin");
+    snprintf(got, sizeof got, "%s/lone.bin", d2);
+    size_t n1 = 0, n2 = 0;
+    uint8_t *x = e2e_read_all(f, &n1), *y = e2e_read_all(got, &n2);
+    cr_assert_eq(n1, n2);
+    cr_assert_eq(memcmp(x, y, n1), 0, "lone.bin differs");
+    free(x);
+    free(y);
+    struct stat sa, sb;
+    cr_assert_eq(stat(f, &sa), 0);
+    cr_assert_eq(stat(got, &sb), 0);
+    cr_expect_eq(sa.st_mode & 07777, sb.st_mode & 07777);
+    cr_expect_eq(sa.st_mtim.tv_sec, sb.st_mtim.tv_sec);
+}
+
+/* A destination that already holds a file's chunks is not sent them
+ * again, whatever the file is called. */
+Test(cli_copy, chunks_already_at_the_destination_are_not_sent_again)
+{
+    enum { SIZE = 4 << 20 };
+    char a[E2E_PATH], b[E2E_PATH], sa[E2E_PATH], sb[E2E_PATH];
+    e2e_path(&T, a, "src/a");
+    e2e_path(&T, b, "src/b");
+    e2e_mkdir(a, 0755);
+    e2e_mkdir(b, 0755);
+    char f[E2E_PATH * 2];
+    snprintf(f, sizeof f, "%s/original.bin", a);
+    e2e_write_file(f, SIZE, 99, 0644, 1500000000);
+    snprintf(f, sizeof f, "%s/renamed.bin", b);
+    e2e_write_file(f, SIZE, 99, 0644, 1500000000);
+    struct e2e_proc p;
+    int code = E2E_ORBIT_RUN(&T, &p, "copy", slash(a, sa), T.dst);
+    cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
+    struct e2e_report r = e2e_report(p.out);
+    cr_assert(r.found, "%s", p.out);
+    cr_expect_geq(r.bytes_sent, SIZE - SIZE / 50);
+    e2e_proc_free(&p);
+
+    code = E2E_ORBIT_RUN(&T, &p, "copy", slash(b, sb), T.dst);
+    cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
+    r = e2e_report(p.out);
+    cr_assert(r.found, "%s", p.out);
+    cr_expect_lt(r.bytes_sent, SIZE / 100,
+                 "a file whose chunks DST holds cost %llu bytes:\n%s",
+                 (unsigned long long)r.bytes_sent, p.out);
+    cr_expect_geq(r.bytes_dedup, SIZE - SIZE / 100, "%s", p.out);
+    e2e_proc_free(&p);
+    snprintf(f, sizeof f, "%s/renamed.bin", T.dst);
+    size_t n = 0;
+    uint8_t *got = e2e_read_all(f, &n);
+    uint8_t *want = malloc(SIZE);
+    e2e_fill(want, SIZE, 99);
+    cr_assert_eq(n, (size_t)SIZE);
+    cr_assert_eq(memcmp(got, want, SIZE), 0);
+    free(got);
+    free(want);
+}
