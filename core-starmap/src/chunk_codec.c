@@ -1,6 +1,7 @@
 #include "orbit/chunk_codec.h"
 
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ chunk_codec_new(int level, struct chunk_codec **out)
         level = CHUNK_CODEC_DEFAULT_LEVEL;
     if (level < 1 || level > ZSTD_maxCLevel())
         return ORBIT_EINVAL;
-    struct chunk_codec *c = calloc(1, sizeof *c);
+    struct chunk_codec *c = starmap_calloc(1, sizeof *c);
     if (!c)
         return ORBIT_ENOMEM;
     c->level = level;

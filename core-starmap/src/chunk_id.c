@@ -1,6 +1,7 @@
 #include "orbit/chunk_id.h"
 
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,7 +51,7 @@ chunk_id_ctx_new(struct chunk_id_ctx **out)
     if (!out)
         return ORBIT_EINVAL;
     *out = NULL;
-    struct chunk_id_ctx *c = calloc(1, sizeof *c);
+    struct chunk_id_ctx *c = starmap_calloc(1, sizeof *c);
     if (!c)
         return ORBIT_ENOMEM;
     int rc = ctx_init(c);
@@ -148,7 +149,7 @@ chunk_id_stream_new(struct chunk_id_stream **out)
     if (!out)
         return ORBIT_EINVAL;
     *out = NULL;
-    struct chunk_id_stream *s = calloc(1, sizeof *s);
+    struct chunk_id_stream *s = starmap_calloc(1, sizeof *s);
     if (!s)
         return ORBIT_ENOMEM;
     int rc = ctx_init(&s->c);
@@ -235,7 +236,7 @@ chunk_id_file(const char *path, struct chunk_id *out)
         rc = orbit_err_from_errno(errno);
         goto out;
     }
-    buf = malloc(cap);
+    buf = starmap_malloc(cap);
     rc = buf ? chunk_id_stream_new(&s) : ORBIT_ENOMEM;
     if (rc == 0)
         rc = digest_fd(fd, s, buf, cap);

@@ -1,6 +1,7 @@
 #include "orbit/chunker.h"
 
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 
 #include <assert.h>
 #include <stdbool.h>
@@ -106,7 +107,7 @@ chunker_new(const struct chunker_params *p, struct chunker **out)
     }
     if (chunker_params_validate(p) != 0)
         return ORBIT_EINVAL;
-    struct chunker *ch = calloc(1, sizeof *ch);
+    struct chunker *ch = starmap_calloc(1, sizeof *ch);
     if (!ch)
         return ORBIT_ENOMEM;
     ch->p = *p;

@@ -2,6 +2,7 @@
 
 #include "orbit/chunk_codec.h"
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 #include "pak_internal.h"
 
 #include <errno.h>
@@ -294,19 +295,6 @@ rec_io_init(struct rec_io *io, int fd, const char *name)
     return rc;
 }
 
-static int
-grow(uint8_t **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    uint8_t *n = realloc(*buf, need);
-    if (!n)
-        return ORBIT_ENOMEM;
-    *buf = n;
-    *cap = need;
-    return 0;
-}
-
 /* Header at off, with its record wholly inside the file. */
 static int
 rec_io_header(struct rec_io *io, uint64_t off, struct pak_record_info *info)
@@ -347,7 +335,7 @@ rec_io_body(struct rec_io *io, const struct pak_record_info *info, void *dst,
             size_t dst_cap, const struct chunk_id *expect)
 {
     struct chunk_id got;
-    int rc = grow(&io->buf, &io->cap, info->stored_len ? info->stored_len : 1);
+    int rc = starmap_grow_bytes(&io->buf, &io->cap, info->stored_len);
     if (rc == 0 && dst_cap < info->raw_len)
         rc = ORBIT_EFULL;
     if (rc == 0)
@@ -399,7 +387,7 @@ pak_reader_open(const char *path, struct pak_reader **out)
     if (!path || !out)
         return ORBIT_EINVAL;
     *out = NULL;
-    struct pak_reader *r = calloc(1, sizeof *r);
+    struct pak_reader *r = starmap_calloc(1, sizeof *r);
     if (!r)
         return ORBIT_ENOMEM;
     r->io.fd = -1;
@@ -466,7 +454,7 @@ struct pak_scanner {
 static int
 scanner_new(int fd, const char *name, bool verify, struct pak_scanner **out)
 {
-    struct pak_scanner *s = calloc(1, sizeof *s);
+    struct pak_scanner *s = starmap_calloc(1, sizeof *s);
     if (!s) {
         close(fd);
         return ORBIT_ENOMEM;
@@ -527,8 +515,7 @@ pak_scanner_free(struct pak_scanner *s)
 static int
 scan_verify(struct pak_scanner *s, const struct pak_record_info *info)
 {
-    int rc =
-        grow(&s->io.raw, &s->io.raw_cap, info->raw_len ? info->raw_len : 1);
+    int rc = starmap_grow_bytes(&s->io.raw, &s->io.raw_cap, info->raw_len);
     if (rc != 0)
         return rc;
     return rec_io_body(&s->io, info, s->io.raw, s->io.raw_cap, NULL);

@@ -1,6 +1,7 @@
 #include "orbit/pak_pool.h"
 
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 #include "pak_internal.h"
 
 #include <dirent.h>
@@ -136,7 +137,7 @@ pak_pool_open(const char *dir, const struct pak_pool_opts *o,
     if (!dir || !out)
         return ORBIT_EINVAL;
     *out = NULL;
-    struct pak_pool *p = calloc(1, sizeof *p);
+    struct pak_pool *p = starmap_calloc(1, sizeof *p);
     if (!p)
         return ORBIT_ENOMEM;
     pak_pool_opts_default(&p->o);
@@ -150,7 +151,7 @@ pak_pool_open(const char *dir, const struct pak_pool_opts *o,
     int rc = snprintf(p->dir, sizeof p->dir, "%s", dir) >= (int)sizeof p->dir
                  ? ORBIT_ETOOBIG
                  : 0;
-    p->cache = calloc(p->o.max_open_readers, sizeof *p->cache);
+    p->cache = starmap_calloc(p->o.max_open_readers, sizeof *p->cache);
     if (rc == 0 && !p->cache)
         rc = ORBIT_ENOMEM;
     if (rc == 0)

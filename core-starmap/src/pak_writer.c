@@ -1,6 +1,7 @@
 #include "orbit/pak.h"
 
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 #include "pak_internal.h"
 
 #include <errno.h>
@@ -76,7 +77,7 @@ pak_writer_open(const char *path, const struct pak_sync_policy *sync,
         sync->mode != PAK_SYNC_EVERY_RECORD &&
         sync->mode != PAK_SYNC_EVERY_BYTES)
         return ORBIT_EINVAL;
-    struct pak_writer *w = calloc(1, sizeof *w);
+    struct pak_writer *w = starmap_calloc(1, sizeof *w);
     if (!w)
         return ORBIT_ENOMEM;
     const char *slash = strrchr(path, '/');

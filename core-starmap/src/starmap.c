@@ -1,6 +1,7 @@
 #include "orbit/starmap.h"
 
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 #include "pak_internal.h"
 #include "starmap_internal.h"
 
@@ -332,7 +333,7 @@ starmap_open(const char *dir, const struct starmap_opts *o,
     starmap_opts_default(&def);
     if (!o)
         o = &def;
-    struct starmap *sm = calloc(1, sizeof *sm);
+    struct starmap *sm = starmap_calloc(1, sizeof *sm);
     if (!sm)
         return ORBIT_ENOMEM;
     pthread_rwlock_init(&sm->resize, NULL);

@@ -1,4 +1,5 @@
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 #include "orbit/starmap.h"
 #include "starmap_internal.h"
 
@@ -73,7 +74,7 @@ starmap_batch_new(struct starmap_batch **out)
 {
     if (!out)
         return ORBIT_EINVAL;
-    *out = calloc(1, sizeof **out);
+    *out = starmap_calloc(1, sizeof **out);
     return *out ? 0 : ORBIT_ENOMEM;
 }
 
@@ -111,14 +112,10 @@ push(struct starmap_batch *b, enum op_kind kind, const struct chunk_id *id,
         return ORBIT_EINVAL;
     if (b->n == STARMAP_BATCH_MAX_OPS)
         return ORBIT_EFULL;
-    if (b->n == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 64;
-        struct batch_op *n = realloc(b->ops, ncap * sizeof *n);
-        if (!n)
-            return ORBIT_ENOMEM;
-        b->ops = n;
-        b->cap = ncap;
-    }
+    struct batch_op *ops = starmap_grow(b->ops, &b->cap, b->n + 1, sizeof *ops);
+    if (!ops)
+        return ORBIT_ENOMEM;
+    b->ops = ops;
     struct batch_op *op = &b->ops[b->n];
     memset(op, 0, sizeof *op);
     op->kind = kind;
@@ -146,9 +143,10 @@ push_loc(struct starmap_batch *b, enum op_kind kind, const struct chunk_id *id,
         size_t n = strnlen(loc->path, STARMAP_PATH_MAX);
         if (n == 0 || n >= STARMAP_PATH_MAX)
             return ORBIT_EINVAL;
-        op->path = strndup(loc->path, n);
+        op->path = starmap_malloc(n + 1);
         if (!op->path)
             return ORBIT_ENOMEM;
+        memcpy(op->path, loc->path, n + 1);
     }
     b->n++;
     return 0;
@@ -203,14 +201,10 @@ mark_touched(struct apply_ctx *a, uint32_t container, bool was_live,
             a->t[i].now_live = now_live;
             return 0;
         }
-    if (a->nt == a->tcap) {
-        size_t ncap = a->tcap ? a->tcap * 2 : 16;
-        struct touched *n = realloc(a->t, ncap * sizeof *n);
-        if (!n)
-            return ORBIT_ENOMEM;
-        a->t = n;
-        a->tcap = ncap;
-    }
+    struct touched *t = starmap_grow(a->t, &a->tcap, a->nt + 1, sizeof *t);
+    if (!t)
+        return ORBIT_ENOMEM;
+    a->t = t;
     a->t[a->nt++] = (struct touched){container, was_live, now_live};
     return 0;
 }
@@ -389,7 +383,7 @@ update_gc_list(struct apply_ctx *a)
 static int
 apply_all(struct apply_ctx *a, const struct starmap_batch *b, size_t *failed)
 {
-    struct starmap_entry *e = malloc(sizeof *e);
+    struct starmap_entry *e = starmap_malloc(sizeof *e);
     int rc = e ? 0 : ENOMEM;
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         const struct batch_op *op = &b->ops[i];

@@ -1,4 +1,5 @@
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 #include "orbit/starmap.h"
 #include "starmap_internal.h"
 
@@ -27,14 +28,10 @@ tally_of(struct check_ctx *c, uint32_t container)
     for (size_t i = 0; i < c->n; i++)
         if (c->t[i].container == container)
             return &c->t[i];
-    if (c->n == c->cap) {
-        size_t ncap = c->cap ? c->cap * 2 : 16;
-        struct tally *n = realloc(c->t, ncap * sizeof *n);
-        if (!n)
-            return NULL;
-        c->t = n;
-        c->cap = ncap;
-    }
+    struct tally *t = starmap_grow(c->t, &c->cap, c->n + 1, sizeof *t);
+    if (!t)
+        return NULL;
+    c->t = t;
     c->t[c->n] = (struct tally){container, 0, 0};
     return &c->t[c->n++];
 }
@@ -48,13 +45,9 @@ verify_loc(struct check_ctx *c, const struct chunk_id *id,
     int rc = ORBIT_EFULL;
     for (int attempt = 0; attempt < 2 && rc == ORBIT_EFULL; attempt++) {
         rc = pak_pool_read(c->pool, &pl, id, c->buf, c->buf_cap, &info);
-        if (rc == ORBIT_EFULL && info.raw_len > c->buf_cap) {
-            uint8_t *n = realloc(c->buf, info.raw_len);
-            if (!n)
-                return ORBIT_ENOMEM;
-            c->buf = n;
-            c->buf_cap = info.raw_len;
-        }
+        if (rc == ORBIT_EFULL && info.raw_len > c->buf_cap &&
+            starmap_grow_bytes(&c->buf, &c->buf_cap, info.raw_len))
+            return ORBIT_ENOMEM;
     }
     if (rc == 0 && info.stored_len != l->length)
         rc = ORBIT_ECORRUPT;
@@ -66,7 +59,7 @@ verify_loc(struct check_ctx *c, const struct chunk_id *id,
 static int
 check_entry(struct check_ctx *c, const MDB_val *k, const MDB_val *v)
 {
-    struct starmap_entry *e = malloc(sizeof *e);
+    struct starmap_entry *e = starmap_malloc(sizeof *e);
     int rc = e ? 0 : ORBIT_ENOMEM;
     if (rc == 0 && (k->mv_size != CHUNK_ID_LEN ||
                     starmap_entry_decode(v->mv_data, v->mv_size, e) != 0)) {

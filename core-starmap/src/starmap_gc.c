@@ -1,5 +1,6 @@
 #include "orbit/chunk_codec.h"
 #include "orbit/error.h"
+#include "starmap_alloc.h"
 #include "orbit/starmap.h"
 #include "starmap_internal.h"
 
@@ -86,8 +87,8 @@ starmap_gc(struct starmap *sm, struct pak_pool *pool, size_t *removed)
         return ORBIT_EINVAL;
     pthread_mutex_lock(&sm->wlock);
     cap += refmap_pending(sm->rm); /* nothing new while we hold wlock */
-    uint32_t *done = malloc(cap * sizeof *done);
-    uint32_t *kept = malloc(cap * sizeof *kept);
+    uint32_t *done = starmap_malloc(cap * sizeof *done);
+    uint32_t *kept = starmap_malloc(cap * sizeof *kept);
     int rc = done && kept ? 0 : ORBIT_ENOMEM;
     while (rc == 0 && ndone + nkept + GC_STEP <= cap)
         rc = gc_step(sm, pool, done, &ndone, kept, &nkept);
@@ -114,35 +115,22 @@ struct bufs {
     size_t raw_cap, stored_cap;
 };
 
-static int
-grow_buf(uint8_t **b, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    uint8_t *n = realloc(*b, need);
-    if (!n)
-        return ORBIT_ENOMEM;
-    *b = n;
-    *cap = need;
-    return 0;
-}
-
 /* Read and verify a record, growing the buffers to its lengths. */
 static int
 read_record(struct pak_pool *pool, const struct pak_loc *loc, struct bufs *b,
             struct pak_record_info *info)
 {
-    int rc = grow_buf(&b->raw, &b->raw_cap, 1);
+    int rc = starmap_grow_bytes(&b->raw, &b->raw_cap, 1);
     if (rc == 0)
-        rc = grow_buf(&b->stored, &b->stored_cap, 1);
+        rc = starmap_grow_bytes(&b->stored, &b->stored_cap, 1);
     if (rc == 0)
         rc = pak_pool_read_stored(pool, loc, b->raw, b->raw_cap, b->stored,
                                   b->stored_cap, info);
     if (rc != ORBIT_EFULL || info->raw_len > CHUNK_CODEC_MAX_RAW)
         return rc;
-    rc = grow_buf(&b->raw, &b->raw_cap, info->raw_len);
+    rc = starmap_grow_bytes(&b->raw, &b->raw_cap, info->raw_len);
     if (rc == 0)
-        rc = grow_buf(&b->stored, &b->stored_cap, info->stored_len);
+        rc = starmap_grow_bytes(&b->stored, &b->stored_cap, info->stored_len);
     if (rc == 0)
         rc = pak_pool_read_stored(pool, loc, b->raw, b->raw_cap, b->stored,
                                   b->stored_cap, info);
@@ -154,7 +142,7 @@ static int
 indexed_at(struct starmap *sm, const struct pak_record_info *info,
            uint32_t container, bool *at)
 {
-    struct starmap_entry *e = malloc(sizeof *e);
+    struct starmap_entry *e = starmap_malloc(sizeof *e);
     if (!e)
         return ORBIT_ENOMEM;
     *at = false;
@@ -205,7 +193,7 @@ move_record(struct starmap *sm, struct pak_pool *pool, uint32_t container,
 {
     bool at;
     struct pak_loc old = {container, info->offset}, nl;
-    struct starmap_loc *l = malloc(sizeof *l);
+    struct starmap_loc *l = starmap_malloc(sizeof *l);
     int rc = l ? indexed_at(sm, info, container, &at) : ORBIT_ENOMEM;
     if (rc != 0 || !at)
         goto out;
@@ -280,7 +268,7 @@ add_record(struct starmap *sm, struct pak_pool *pool, uint32_t container,
     rc = read_record(pool, &pl, bufs, &got);
     if (rc == ORBIT_ECORRUPT || rc == ORBIT_ECODEC)
         return 0; /* never index bytes that do not match their id */
-    struct starmap_loc *l = malloc(sizeof *l);
+    struct starmap_loc *l = starmap_malloc(sizeof *l);
     if (rc == 0 && !l)
         rc = ORBIT_ENOMEM;
     if (rc == 0) {
