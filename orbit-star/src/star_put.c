@@ -351,7 +351,14 @@ reply_commit(struct star *s, struct star_commit_item *it)
         if (it->complete)
             s->stats.files_committed++;
     } else {
-        star_send_error(it->conn, it->rid, it->rc, it->item, "%s", it->msg);
+        /* A missing chunk is fixed by sending it: a retry of the file (HAVE,
+         * PUT, COMMIT) succeeds, so say so. */
+        struct wire_msg e;
+        wire_error_init(&e, it->rid, it->rc, it->msg, it->item);
+        if (it->rc == ORBIT_ENOENT && it->item != WIRE_NO_ITEM)
+            e.u.error.retryable = true;
+        star_count_error(s, it->rc);
+        star_send(it->conn, &e);
     }
     commit_item_release(it);
     star_conn_done(it->conn);

@@ -19,6 +19,8 @@
 
 #define STAGE_CACHE 64
 
+_Static_assert(sizeof(struct chunk_id) == WIRE_ID_LEN, "packed chunk ids");
+
 struct stage_fd {
     char name[65];
     int fd;
@@ -171,13 +173,13 @@ star_store_have(struct star_store *st, const uint8_t *ids, uint32_t n,
 {
     if (n == 0)
         return 0;
-    struct chunk_id *cids = malloc((size_t)n * sizeof *cids);
+    struct chunk_id *cids = calloc(n, sizeof *cids);
     bool *have = calloc(n, sizeof *have);
     int rc = cids && have ? 0 : ORBIT_ENOMEM;
-    for (uint32_t i = 0; rc == 0 && i < n; i++)
-        to_cid(ids + (size_t)i * WIRE_ID_LEN, &cids[i]);
-    if (rc == 0)
+    if (rc == 0) {
+        memcpy(cids, ids, (size_t)n * WIRE_ID_LEN);
         rc = starmap_have(st->sm, cids, n, have);
+    }
     for (uint32_t i = 0; rc == 0 && i < n; i++)
         if (!have[i])
             wire_bitmap_set(missing, i);

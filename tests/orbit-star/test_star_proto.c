@@ -344,6 +344,7 @@ Test(star_data, failed_commits_leave_nothing_visible)
     cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_ERROR);
     cr_assert_eq(r.u.error.code, ORBIT_ENOENT);
     cr_assert_eq(r.u.error.item, 1);
+    cr_assert(r.u.error.retryable, "resending the chunk fixes it");
     /* digest mismatch */
     tc_put(fd, 32, data + 1000, 2000, NULL, 0);
     tc_commit_msg(&m, 33, &f, refs);
