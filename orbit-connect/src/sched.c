@@ -469,9 +469,12 @@ on_read_end(struct sched *s, struct sched_rmsg *m)
             if (f->dest_mask & (1u << d))
                 sched_file_fail(s, f, d, m->err, msg);
     }
+    /* Hold f: sched_file_progress may end (and free) it. */
+    f->batches_open++;
     for (unsigned d = 0; d < s->ndests; d++)
         if (f->dest_mask & (1u << d))
             sched_file_progress(s, f, d);
+    f->batches_open--;
     file_maybe_final(s, f);
 }
 
