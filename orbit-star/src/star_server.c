@@ -571,6 +571,7 @@ read_cb(struct bufferevent *bev, void *arg)
         if (!c->dead &&
             evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_LIMIT) {
             c->read_paused = true;
+            c->star->stats.reads_paused++;
             bufferevent_disable(c->bev, EV_READ);
         }
     }

@@ -86,6 +86,7 @@ struct star_stats {
     uint64_t errors_auth;
     uint64_t sync_rounds;        /* grouped syncs performed */
     uint64_t containers_removed; /* reclaimed after their chunks moved */
+    uint64_t reads_paused;       /* a client's replies were piling up */
     uint32_t connections;
 };
 

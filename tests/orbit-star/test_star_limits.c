@@ -1,0 +1,182 @@
+/*
+ * Limits and load: bad configurations, the connection limit, a client that
+ * never reads its replies, many clients at once.
+ */
+#include <pthread.h>
+
+#include "test_star_helpers.h"
+
+Test(star_limits, star_new_refuses_bad_roots_and_configs)
+{
+    struct star_config cfg;
+    struct star *s = NULL;
+    ts_config(&cfg, "/nonexistent/orbit-star-root");
+    cr_assert_eq(star_new(&cfg, &s), ORBIT_ENOENT);
+    ts_config(&cfg, "/etc/hostname");
+    cr_assert_eq(star_new(&cfg, &s), ORBIT_ENOTDIR);
+    ts_config(&cfg, "/tmp");
+    cfg.token_len = 0;
+    cr_assert_eq(star_new(&cfg, &s), ORBIT_EINVAL);
+    cr_assert_null(s);
+    star_free(NULL);
+}
+
+Test(star_limits, listen_errors)
+{
+    struct tstar t;
+    ts_start(&t);
+    struct star_config cfg;
+    struct star *other = NULL;
+    ts_config(&cfg, t.root);
+    cr_assert_eq(star_new(&cfg, &other), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", t.port);
+    cr_assert_eq(star_listen(other, addr), ORBIT_EEXIST);
+    cr_assert_eq(star_listen(other, "not an address"), ORBIT_EINVAL);
+    star_free(other);
+    ts_stop(&t);
+}
+
+Test(star_limits, connections_over_the_limit_get_eagain)
+{
+    struct tstar t;
+    ts_mkroot(t.root, sizeof t.root);
+    struct star_config cfg;
+    ts_config(&cfg, t.root);
+    cfg.max_connections = 2;
+    ts_start_cfg(&t, &cfg);
+    int a = tc_open(t.port), b = tc_open(t.port);
+    int c = tc_connect(t.port);
+    uint8_t *buf = NULL;
+    struct wire_msg m;
+    cr_assert_eq(tc_recv(c, &buf, &m), 0);
+    cr_assert_eq(m.type, WIRE_ERROR);
+    cr_assert_eq(m.u.error.code, ORBIT_EAGAIN);
+    cr_assert(m.u.error.retryable);
+    cr_assert(tc_closed(c));
+    close(c);
+    close(a);
+    usleep(100 * 1000);
+    c = tc_open(t.port); /* room again */
+    close(c);
+    close(b);
+    free(buf);
+    ts_stop(&t);
+}
+
+Test(star_limits, a_client_that_never_reads_is_held_back)
+{
+    struct tstar t;
+    ts_start(&t);
+    char p[512];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(p, sizeof p, "%s/f%04d", t.root, i);
+        close(open(p, O_WRONLY | O_CREAT, 0644));
+    }
+    int a = tc_open(t.port);
+    /* LIST requests (about 50 KB of reply each), replies not read yet */
+    enum { N = 1000 };
+    struct wire_msg m, r;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_LIST;
+    m.u.list.path = "";
+    m.u.list.cursor = "";
+    m.u.list.max_entries = 1000;
+    for (uint32_t i = 0; i < N; i++) {
+        m.request_id = 100 + i;
+        cr_assert_eq(tc_send(a, &m), 0);
+    }
+    /* another client is served meanwhile */
+    int b = tc_open(t.port);
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HEALTH;
+    m.request_id = 5;
+    cr_assert_eq(tc_call(b, &m, &r, &buf), WIRE_HEALTH_REPLY);
+    close(b);
+    struct star_stats st;
+    star_get_stats(t.star, &st);
+    cr_assert_geq(st.reads_paused, 1,
+                  "the star kept reading a client that "
+                  "does not read its replies");
+    /* and a gets every reply once it reads */
+    for (uint32_t i = 0; i < N; i++) {
+        cr_assert_eq(tc_recv(a, &buf, &r), 0, "reply %u", i);
+        cr_assert_eq(r.type, WIRE_LIST_REPLY);
+        cr_assert_eq(r.u.list_reply.n, 1000);
+    }
+    close(a);
+    free(buf);
+    ts_stop(&t);
+}
+
+struct client_job {
+    uint16_t port;
+    int index;
+    int ok;
+};
+
+static void *
+client_main(void *arg)
+{
+    struct client_job *j = arg;
+    int fd = tc_open(j->port);
+    enum { LEN = 20000, N = 8 };
+    uint8_t *data = malloc((size_t)LEN * N);
+    ts_fill(data, (size_t)LEN * N, 100 + (uint32_t)j->index);
+    char path[64];
+    snprintf(path, sizeof path, "c%02d/file.bin", j->index);
+    for (uint32_t i = 0; i < N; i++) {
+        struct wire_msg m;
+        tc_put_msg(&m, 10 + i, data + (size_t)i * LEN, LEN, i % 2 ? path : NULL,
+                   (uint64_t)i * LEN);
+        tc_send(fd, &m);
+    }
+    uint8_t *buf = NULL;
+    struct wire_msg r;
+    int ok = 1;
+    for (uint32_t i = 0; i < N; i++)
+        ok &= tc_recv(fd, &buf, &r) == 0 && r.type == WIRE_PUT_OK;
+    size_t cuts[N];
+    for (int i = 0; i < N; i++)
+        cuts[i] = LEN;
+    struct tc_file f = {path, data, (size_t)LEN * N, cuts, N, 0, 0};
+    struct wire_chunk_ref refs[N];
+    struct wire_msg m;
+    tc_commit_msg(&m, 99, &f, refs);
+    tc_send(fd, &m);
+    ok &= tc_recv(fd, &buf, &r) == 0 && r.type == WIRE_COMMIT_OK;
+    j->ok = ok;
+    close(fd);
+    free(buf);
+    free(data);
+    return NULL;
+}
+
+Test(star_limits, many_clients_at_once)
+{
+    struct tstar t;
+    ts_start(&t);
+    enum { C = 16 };
+    pthread_t th[C];
+    struct client_job jobs[C];
+    for (int i = 0; i < C; i++) {
+        jobs[i] = (struct client_job){t.port, i, 0};
+        pthread_create(&th[i], NULL, client_main, &jobs[i]);
+    }
+    for (int i = 0; i < C; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert(jobs[i].ok, "client %d failed", i);
+    }
+    for (int i = 0; i < C; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/c%02d/file.bin", t.root, i);
+        struct stat st;
+        cr_assert_eq(stat(p, &st), 0);
+        cr_assert_eq(st.st_size, 20000 * 8);
+    }
+    struct star_stats st;
+    star_get_stats(t.star, &st);
+    cr_assert_eq(st.files_committed, C);
+    ts_stop(&t);
+}
