@@ -41,6 +41,7 @@ e2e_setup(struct e2e *t)
     fmt_path(t->src, t->dir, "src");
     fmt_path(t->dst, t->dir, "dst");
     fmt_path(t->state, t->dir, "state");
+    snprintf(t->src_slash, sizeof t->src_slash, "%s/", t->src);
     e2e_mkdir(t->src, 0755);
     cr_assert_eq(access(E2E_ORBIT, X_OK), 0,
                  "%s missing: build the orbit target first", E2E_ORBIT);
@@ -93,6 +94,20 @@ e2e_teardown(struct e2e *t)
     nftw(t->dir, unlock_entry, 16, FTW_PHYS);
     nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     t->dir[0] = '\0';
+}
+
+struct e2e e2e_current;
+
+void
+e2e_suite_init(void)
+{
+    e2e_setup(&e2e_current);
+}
+
+void
+e2e_suite_fini(void)
+{
+    e2e_teardown(&e2e_current);
 }
 
 const char *

@@ -25,6 +25,7 @@ struct e2e {
     char src[E2E_PATH];
     char dst[E2E_PATH];
     char state[E2E_PATH];
+    char src_slash[E2E_PATH + 2]; /* src with a trailing '/' */
     unsigned nruns;
     bool as_nobody; /* run orbit as uid/gid 65534 (root only) */
     pid_t live[8];  /* children to kill at teardown if still running */
@@ -32,6 +33,12 @@ struct e2e {
 
 void e2e_setup(struct e2e *t);
 void e2e_teardown(struct e2e *t);
+
+/* The workspace of the running test (each test runs in its own process),
+ * and the .init / .fini a TestSuite gives to set it up and remove it. */
+extern struct e2e e2e_current;
+void e2e_suite_init(void);
+void e2e_suite_fini(void);
 
 /* buf = t->dir "/" rel (rel formatted). */
 const char *e2e_path(const struct e2e *t, char *buf, const char *fmt, ...)

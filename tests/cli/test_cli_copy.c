@@ -16,21 +16,10 @@
 
 #include "e2e_util.h"
 
-static struct e2e T;
+static struct e2e *const t = &e2e_current;
 
-static void
-setup(void)
-{
-    e2e_setup(&T);
-}
-
-static void
-teardown(void)
-{
-    e2e_teardown(&T);
-}
-
-TestSuite(cli_copy, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(cli_copy, .init = e2e_suite_init, .fini = e2e_suite_fini,
+          .timeout = 120);
 
 /* SRC with a trailing slash: its contents land directly in DST. */
 static const char *
@@ -55,10 +44,10 @@ flip_byte(const char *path, off_t at)
 Test(cli_copy, generated_tree_arrives_identical_and_verify_agrees)
 {
     struct e2e_tree tree;
-    e2e_make_tree(T.src, 300, 6u << 20, &tree);
+    e2e_make_tree(t->src, 300, 6u << 20, &tree);
     struct e2e_proc p;
     char s[E2E_PATH];
-    int code = E2E_ORBIT_RUN(&T, &p, "copy", slash(T.src, s), T.dst);
+    int code = E2E_ORBIT_RUN(t, &p, "copy", slash(t->src, s), t->dst);
     cr_assert_eq(code, 0, "orbit copy exit %d\nstdout:\n%s\nstderr:\n%s", code,
                  p.out, p.err);
     struct e2e_report r = e2e_report(p.out);
@@ -71,18 +60,18 @@ Test(cli_copy, generated_tree_arrives_identical_and_verify_agrees)
     cr_expect_geq(r.bytes_read, tree.bytes - tree.bytes / 100);
     e2e_proc_free(&p);
 
-    cr_assert_eq(e2e_compare_trees(T.src, T.dst, E2E_CMP_NO_EXTRA, NULL), 0,
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
                  "the copied tree differs from the source (see the log)");
 
-    code = E2E_ORBIT_RUN(&T, &p, "verify", T.src, T.dst);
+    code = E2E_ORBIT_RUN(t, &p, "verify", t->src, t->dst);
     cr_assert_eq(code, 0, "verify on an identical tree: exit %d\n%s", code,
                  p.out);
     e2e_proc_free(&p);
 
     char big[E2E_PATH * 2];
-    snprintf(big, sizeof big, "%s/%s", T.dst, tree.big);
+    snprintf(big, sizeof big, "%s/%s", t->dst, tree.big);
     flip_byte(big, (off_t)(3u << 20) + 12345);
-    code = E2E_ORBIT_RUN(&T, &p, "verify", T.src, T.dst);
+    code = E2E_ORBIT_RUN(t, &p, "verify", t->src, t->dst);
     cr_assert_eq(code, 3, "verify after corrupting one byte: exit %d\n%s", code,
                  p.out);
     cr_assert_not_null(strstr(p.out, tree.big), "verify does not name %s:\n%s",
@@ -95,10 +84,10 @@ Test(cli_copy, generated_tree_arrives_identical_and_verify_agrees)
 Test(cli_copy, directory_mtimes_are_preserved)
 {
     struct e2e_tree tree;
-    e2e_make_tree(T.src, 40, 100000, &tree);
+    e2e_make_tree(t->src, 40, 100000, &tree);
     char s[E2E_PATH];
-    E2E_ORBIT_OK(&T, "copy", slash(T.src, s), T.dst);
-    cr_expect_eq(e2e_compare_trees(T.src, T.dst, E2E_CMP_DIR_MTIME, NULL), 0,
+    E2E_ORBIT_OK(t, "copy", slash(t->src, s), t->dst);
+    cr_expect_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_DIR_MTIME, NULL), 0,
                  "directory mtimes differ (see the log)");
 }
 
@@ -133,9 +122,9 @@ listing(const char *dir, char *buf, size_t cap)
 Test(cli_copy, source_without_slash_creates_its_basename)
 {
     char a[E2E_PATH], d[E2E_PATH], got[E2E_PATH * 2], ls[256];
-    small_tree(e2e_path(&T, a, "src/alpha"), 1);
-    e2e_path(&T, d, "out");
-    E2E_ORBIT_OK(&T, "copy", a, d);
+    small_tree(e2e_path(t, a, "src/alpha"), 1);
+    e2e_path(t, d, "out");
+    E2E_ORBIT_OK(t, "copy", a, d);
     listing(d, ls, sizeof ls);
     cr_assert_str_eq(ls, "alpha");
     snprintf(got, sizeof got, "%s/alpha", d);
@@ -145,9 +134,9 @@ Test(cli_copy, source_without_slash_creates_its_basename)
 Test(cli_copy, source_with_slash_copies_its_contents)
 {
     char a[E2E_PATH], d[E2E_PATH], s[E2E_PATH], ls[256];
-    small_tree(e2e_path(&T, a, "src/alpha"), 2);
-    e2e_path(&T, d, "out");
-    E2E_ORBIT_OK(&T, "copy", slash(a, s), d);
+    small_tree(e2e_path(t, a, "src/alpha"), 2);
+    e2e_path(t, d, "out");
+    E2E_ORBIT_OK(t, "copy", slash(a, s), d);
     listing(d, ls, sizeof ls);
     cr_assert_str_eq(ls, "one.txt,sub");
     cr_assert_eq(e2e_compare_trees(a, d, E2E_CMP_NO_EXTRA, NULL), 0);
@@ -157,13 +146,13 @@ Test(cli_copy, several_sources_and_a_single_file)
 {
     char a[E2E_PATH], b[E2E_PATH], f[E2E_PATH], d[E2E_PATH], s[E2E_PATH];
     char ls[256], got[E2E_PATH * 2];
-    small_tree(e2e_path(&T, a, "src/alpha"), 3);
-    small_tree(e2e_path(&T, b, "src/beta"), 4);
-    e2e_path(&T, f, "src/lone.bin");
+    small_tree(e2e_path(t, a, "src/alpha"), 3);
+    small_tree(e2e_path(t, b, "src/beta"), 4);
+    e2e_path(t, f, "src/lone.bin");
     e2e_write_file(f, 123457, 5, 0640, 1400000000);
-    e2e_path(&T, d, "out");
+    e2e_path(t, d, "out");
     /* beta/ lands its contents in DST next to alpha and lone.bin */
-    E2E_ORBIT_OK(&T, "copy", a, slash(b, s), f, d);
+    E2E_ORBIT_OK(t, "copy", a, slash(b, s), f, d);
     listing(d, ls, sizeof ls);
     cr_assert_str_eq(ls, "alpha,lone.bin,one.txt,sub");
     snprintf(got, sizeof got, "%s/alpha", d);
@@ -172,8 +161,8 @@ Test(cli_copy, several_sources_and_a_single_file)
 
     /* a single file as the only source */
     char d2[E2E_PATH];
-    e2e_path(&T, d2, "out2");
-    E2E_ORBIT_OK(&T, "copy", f, d2);
+    e2e_path(t, d2, "out2");
+    E2E_ORBIT_OK(t, "copy", f, d2);
     listing(d2, ls, sizeof ls);
     cr_assert_str_eq(ls, "lone.bin");
     snprintf(got, sizeof got, "%s/lone.bin", d2);
@@ -196,8 +185,8 @@ Test(cli_copy, chunks_already_at_the_destination_are_not_sent_again)
 {
     enum { SIZE = 4 << 20 };
     char a[E2E_PATH], b[E2E_PATH], sa[E2E_PATH], sb[E2E_PATH];
-    e2e_path(&T, a, "src/a");
-    e2e_path(&T, b, "src/b");
+    e2e_path(t, a, "src/a");
+    e2e_path(t, b, "src/b");
     e2e_mkdir(a, 0755);
     e2e_mkdir(b, 0755);
     char f[E2E_PATH * 2];
@@ -206,14 +195,14 @@ Test(cli_copy, chunks_already_at_the_destination_are_not_sent_again)
     snprintf(f, sizeof f, "%s/renamed.bin", b);
     e2e_write_file(f, SIZE, 99, 0644, 1500000000);
     struct e2e_proc p;
-    int code = E2E_ORBIT_RUN(&T, &p, "copy", slash(a, sa), T.dst);
+    int code = E2E_ORBIT_RUN(t, &p, "copy", slash(a, sa), t->dst);
     cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
     struct e2e_report r = e2e_report(p.out);
     cr_assert(r.found, "%s", p.out);
     cr_expect_geq(r.bytes_sent, SIZE - SIZE / 50);
     e2e_proc_free(&p);
 
-    code = E2E_ORBIT_RUN(&T, &p, "copy", slash(b, sb), T.dst);
+    code = E2E_ORBIT_RUN(t, &p, "copy", slash(b, sb), t->dst);
     cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
     r = e2e_report(p.out);
     cr_assert(r.found, "%s", p.out);
@@ -222,7 +211,7 @@ Test(cli_copy, chunks_already_at_the_destination_are_not_sent_again)
                  (unsigned long long)r.bytes_sent, p.out);
     cr_expect_geq(r.bytes_dedup, SIZE - SIZE / 100, "%s", p.out);
     e2e_proc_free(&p);
-    snprintf(f, sizeof f, "%s/renamed.bin", T.dst);
+    snprintf(f, sizeof f, "%s/renamed.bin", t->dst);
     size_t n = 0;
     uint8_t *got = e2e_read_all(f, &n);
     uint8_t *want = malloc(SIZE);
