@@ -24,6 +24,7 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  -n, --dry-run          show what would be sent, send nothing\n"
+    "      --to DST           also send to DST (repeatable, up to 7)\n"
     "      --delete           sync: delete files at DST that SRC lacks\n"
     "  -c, --checksum         sync: compare by content, not size and mtime\n"
     "      --include GLOB     only take matching paths (repeatable)\n"
@@ -152,6 +153,7 @@ enum {
     OPT_JSON,
     OPT_PRIO,
     OPT_API,
+    OPT_TO,
 };
 
 static const struct option long_opts[] = {
@@ -170,6 +172,7 @@ static const struct option long_opts[] = {
     {"state-dir", required_argument, NULL, OPT_STATE},
     {"job", required_argument, NULL, OPT_JOB},
     {"api", required_argument, NULL, OPT_API},
+    {"to", required_argument, NULL, OPT_TO},
     {"json", no_argument, NULL, OPT_JSON},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -246,6 +249,11 @@ apply_opt(int c, const char *arg, struct cli_opts *o)
         return 0;
     case OPT_API:
         o->api = arg;
+        return 0;
+    case OPT_TO:
+        if (o->nextra_dests == sizeof o->extra_dests / sizeof o->extra_dests[0])
+            return bad("--to (at most 7 more destinations)", arg);
+        o->extra_dests[o->nextra_dests++] = arg;
         return 0;
     case OPT_JSON:
         o->json = true;

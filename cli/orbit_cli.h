@@ -25,6 +25,8 @@ struct cli_opts {
     const char *sources[CLI_MAX_SOURCES];
     size_t nsources;
     const char *dest;
+    const char *extra_dests[7]; /* --to DST: more destinations */
+    size_t nextra_dests;
     const char *includes[CLI_MAX_PATTERNS];
     size_t nincludes;
     const char *excludes[CLI_MAX_PATTERNS];

@@ -292,38 +292,51 @@ print_report(struct xfer_ui *ui, const struct sched_stats *st,
 struct xfer_setup {
     struct sched_source sources[CLI_MAX_SOURCES];
     char names[CLI_MAX_SOURCES][PATH_MAX];
-    struct sched_dest_config dest;
-    char host[256];
-    uint8_t token[WIRE_TOKEN_MAX];
-    size_t token_len;
+    struct sched_dest_config dests[SCHED_MAX_DESTS];
+    size_t ndests;
+    char hosts[SCHED_MAX_DESTS][256];
+    uint8_t tokens[SCHED_MAX_DESTS][WIRE_TOKEN_MAX];
     char job_id[JOURNAL_ID_LEN + 1];
 };
 
 static int
-setup_dest(const struct cli_opts *o, struct xfer_setup *x)
+setup_dest(const struct cli_opts *o, struct xfer_setup *x, const char *dst)
 {
-    x->dest.name = o->dest;
-    if (strncmp(o->dest, "star://", 7) == 0) {
-        if (parse_star_url(o->dest, &x->dest, x->host, sizeof x->host) != 0) {
+    size_t i = x->ndests++;
+    struct sched_dest_config *d = &x->dests[i];
+    uint8_t *token = x->tokens[i];
+    d->name = dst;
+    d->token = token;
+    if (strncmp(dst, "star://", 7) == 0) {
+        if (parse_star_url(dst, d, x->hosts[i], sizeof x->hosts[i]) != 0) {
             fprintf(stderr,
                     "orbit: bad destination '%s' (expected "
                     "star://HOST[:PORT]/PATH)\n",
-                    o->dest);
+                    dst);
             return ORBIT_EINVAL;
         }
-        return load_token(o, x->token, sizeof x->token, &x->token_len);
+        return load_token(o, token, WIRE_TOKEN_MAX, &d->token_len);
     }
-    x->dest.kind = SCHED_DEST_LOCAL;
-    x->dest.root = o->dest;
-    x->dest.prefix = "";
-    if (mkdir(o->dest, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "orbit: cannot create %s: %s\n", o->dest,
-                strerror(errno));
+    d->kind = SCHED_DEST_LOCAL;
+    d->root = dst;
+    d->prefix = "";
+    if (mkdir(dst, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "orbit: cannot create %s: %s\n", dst, strerror(errno));
         return ORBIT_EIO;
     }
     /* The in-process star still authenticates: a fresh random token. */
-    x->token_len = 32;
-    return RAND_bytes(x->token, 32) == 1 ? 0 : ORBIT_ECRYPTO;
+    d->token_len = 32;
+    return RAND_bytes(token, 32) == 1 ? 0 : ORBIT_ECRYPTO;
+}
+
+/* DST, then every --to DST: each file goes to all of them. */
+static int
+setup_dests(const struct cli_opts *o, struct xfer_setup *x)
+{
+    int rc = setup_dest(o, x, o->dest);
+    for (size_t i = 0; rc == 0 && i < o->nextra_dests; i++)
+        rc = setup_dest(o, x, o->extra_dests[i]);
+    return rc;
 }
 
 static int
@@ -462,7 +475,7 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     struct dlq_entry *dl = NULL;
     size_t ndl = 0;
     bool resumed = false;
-    if (setup_sources(&o, x, nsrc) != 0 || setup_dest(&o, x) != 0)
+    if (setup_sources(&o, x, nsrc) != 0 || setup_dests(&o, x) != 0)
         goto out;
     if (!o.dry_run && cli_journal_open(&o, &j) != 0)
         goto out;
@@ -478,15 +491,13 @@ cli_cmd_transfer(const struct cli_opts *o_in)
                          .tty = isatty(STDOUT_FILENO) == 1,
                          .t0_ms = orbit_clock_monotonic_ms(NULL),
                          .job_id = x->job_id};
-    x->dest.token = x->token;
-    x->dest.token_len = x->token_len;
     struct sched_config cfg;
     sched_config_init(&cfg);
     cfg.job_id = x->job_id;
     cfg.sources = x->sources;
     cfg.nsources = nsrc;
-    cfg.dests = &x->dest;
-    cfg.ndests = 1;
+    cfg.dests = x->dests;
+    cfg.ndests = x->ndests;
     cfg.sync_mode = strcmp(o.command, "sync") == 0;
     cfg.delete_extraneous = o.delete_extraneous;
     cfg.checksum = o.checksum;
