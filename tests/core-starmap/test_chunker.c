@@ -142,6 +142,14 @@ Test(chunker, sizes_are_near_the_average)
     free(data);
 }
 
+static void
+assert_cuts(const struct cuts *c, const size_t *want, size_t n)
+{
+    cr_assert_eq(c->n, n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(c->len[i], want[i], "chunk %zu: %zu", i, c->len[i]);
+}
+
 /* Golden cut points: pinned so that a change of the algorithm, the gear
  * table or the masks (which would break dedup against stored chunks) shows. */
 Test(chunker, golden_cut_points)
@@ -153,17 +161,12 @@ Test(chunker, golden_cut_points)
     static const size_t golden_default[] = {78525, 81422, 74614, 85584, 67130,
                                             81946, 56278, 73957, 68614, 75514,
                                             68288, 72035, 70590, 94079};
-    cr_assert_eq(c.n, sizeof golden_default / sizeof golden_default[0]);
-    for (size_t i = 0; i < c.n; i++)
-        cr_assert_eq(c.len[i], golden_default[i], "chunk %zu: %zu", i,
-                     c.len[i]);
+    assert_cuts(&c, golden_default, sizeof golden_default / sizeof(size_t));
     struct chunker_params small = {2048, 8192, 65536};
     chunk_sliced(&small, data, 64 * 1024, 0, 0, &c);
     static const size_t golden_small[] = {9155, 9028,  8297, 7162,
                                           3596, 10650, 6857, 10791};
-    cr_assert_eq(c.n, sizeof golden_small / sizeof golden_small[0]);
-    for (size_t i = 0; i < c.n; i++)
-        cr_assert_eq(c.len[i], golden_small[i], "chunk %zu: %zu", i, c.len[i]);
+    assert_cuts(&c, golden_small, sizeof golden_small / sizeof(size_t));
     free(data);
 }
 
