@@ -144,7 +144,7 @@ child_exec(const struct e2e *t, const struct e2e_proc *p,
         (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0))
         _exit(125);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    execv(E2E_ORBIT, (char *const *)argv);
+    execv(argv[0][0] == '/' ? argv[0] : E2E_ORBIT, (char *const *)argv);
     _exit(127);
 }
 
@@ -695,6 +695,8 @@ static uint16_t
 star_port_from_log(const char *log)
 {
     size_t len = 0;
+    if (access(log, R_OK) != 0)
+        return 0; /* not created yet */
     char *text = (char *)e2e_read_all(log, &len);
     const char *p = strstr(text, "(port ");
     unsigned port = 0;

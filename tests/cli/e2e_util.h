@@ -54,7 +54,8 @@ struct e2e_proc {
     char *err; /* stderr, NUL-terminated, after e2e_wait */
 };
 
-/* Start `orbit ARGS...` (NULL-terminated) in the background. */
+/* Start `orbit ARGS...` (NULL-terminated, argv[0] included) in the
+ * background; an absolute argv[0] names another executable. */
 void e2e_spawn(struct e2e *t, struct e2e_proc *p, const char *const *argv);
 /* Wait at most timeout_s for it; SIGKILL and fail the test past that. */
 void e2e_wait(struct e2e_proc *p, int timeout_s);

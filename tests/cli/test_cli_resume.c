@@ -1,0 +1,163 @@
+/*
+ * Resuming end to end: a 64 MiB copy slowed by --bwlimit is cut midway by
+ * SIGKILL (of the star, or of orbit itself); rerunning the same command
+ * completes it, the file is identical, and what the destination already
+ * acknowledged is not sent again. A star that restarts while orbit runs
+ * is reconnected to.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+
+static struct e2e *const t = &e2e_current;
+
+TestSuite(cli_resume, .init = e2e_suite_init, .fini = e2e_suite_fini,
+          .timeout = 120);
+
+#define BIG     ((size_t)64 << 20)
+#define CUT_AT  ((uint64_t)24 << 20) /* stored at the destination */
+#define BWLIMIT "16M"
+
+static void
+make_big(void)
+{
+    char f[E2E_PATH * 2];
+    snprintf(f, sizeof f, "%s/big.bin", t->src);
+    e2e_write_file(f, BIG, 2024, 0644, 1500000000);
+}
+
+static void
+check_big(const char *dir)
+{
+    char a[E2E_PATH * 2];
+    snprintf(a, sizeof a, "%s/big.bin", dir);
+    cr_assert_eq(e2e_compare_trees(t->src, dir, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "%s differs from the source", a);
+}
+
+/* Wait until `dir` holds at least `bytes` on disk while `p` still runs. */
+static void
+wait_stored(const char *dir, uint64_t bytes, const struct e2e_proc *p)
+{
+    for (int i = 0; i < 3000; i++) {
+        uint64_t du = e2e_disk_usage(dir);
+        if (du >= bytes) {
+            cr_log_info("cut with %llu bytes stored", (unsigned long long)du);
+            return;
+        }
+        cr_assert_eq(kill(p->pid, 0), 0, "orbit ended before the cut");
+        usleep(10 * 1000);
+    }
+    cr_assert_fail("%s never held %llu bytes", dir, (unsigned long long)bytes);
+}
+
+/* The rerun: exit 0, and not much more than what was missing was sent. */
+static void
+check_resumed(struct e2e_proc *p, const char *dir)
+{
+    cr_assert_eq(p->code, 0, "rerun: exit %d\nstdout:\n%s\nstderr:\n%s",
+                 p->code, p->out, p->err);
+    struct e2e_report r = e2e_report(p->out);
+    cr_assert(r.found, "%s", p->out);
+    cr_log_info("rerun: %llu bytes sent, %llu deduplicated",
+                (unsigned long long)r.bytes_sent,
+                (unsigned long long)r.bytes_dedup);
+    cr_expect_lt(r.bytes_sent, BIG - CUT_AT + (8u << 20),
+                 "the rerun sent %llu of %zu bytes although %llu were "
+                 "stored before the cut:\n%s",
+                 (unsigned long long)r.bytes_sent, BIG,
+                 (unsigned long long)CUT_AT, p->out);
+    cr_expect_geq(r.bytes_dedup, CUT_AT - (8u << 20), "%s", p->out);
+    check_big(dir);
+}
+
+static void
+star_argv(const char **argv, const struct e2e_star *s, char *url, size_t cap)
+{
+    snprintf(url, cap, "star://127.0.0.1:%u/r", s->port);
+    const char *v[] = {
+        "orbit",       "copy",       "--bwlimit", BWLIMIT, "--token-file",
+        s->token_file, t->src_slash, url,         NULL};
+    memcpy(argv, v, sizeof v);
+}
+
+Test(cli_resume, star_killed_midway_then_rerun_sends_only_the_rest)
+{
+    make_big();
+    struct e2e_star star = {0};
+    e2e_star_start(t, &star, 0);
+    char url[128], under[E2E_PATH * 2];
+    const char *argv[9];
+    star_argv(argv, &star, url, sizeof url);
+    snprintf(under, sizeof under, "%s/r", star.root);
+    struct e2e_proc p;
+    e2e_spawn(t, &p, argv);
+    wait_stored(star.root, CUT_AT, &p);
+    e2e_star_kill(&star);
+    usleep(300 * 1000);
+    kill(p.pid, SIGINT);
+    e2e_wait(&p, 30);
+    cr_expect_eq(p.code, 1, "orbit interrupted: exit %d\n%s", p.code, p.err);
+    cr_expect_not_null(strstr(p.err, "rerun"), "%s", p.err);
+    e2e_proc_free(&p);
+
+    e2e_star_start(t, &star, star.port);
+    e2e_spawn(t, &p, argv);
+    e2e_wait(&p, 60);
+    check_resumed(&p, under);
+    e2e_proc_free(&p);
+    e2e_star_stop(&star);
+}
+
+Test(cli_resume, orbit_killed_midway_then_rerun_sends_only_the_rest)
+{
+    make_big();
+    const char *argv[] = {"orbit",      "copy", "--bwlimit", BWLIMIT,
+                          t->src_slash, t->dst, NULL};
+    struct e2e_proc p;
+    e2e_spawn(t, &p, argv);
+    wait_stored(t->dst, CUT_AT, &p);
+    kill(p.pid, SIGKILL);
+    e2e_wait(&p, 30);
+    cr_assert_eq(p.code, 128 + SIGKILL);
+    e2e_proc_free(&p);
+
+    e2e_spawn(t, &p, argv);
+    e2e_wait(&p, 60);
+    check_resumed(&p, t->dst);
+    e2e_proc_free(&p);
+}
+
+Test(cli_resume, orbit_reconnects_to_a_restarted_star)
+{
+    make_big();
+    struct e2e_star star = {0};
+    e2e_star_start(t, &star, 0);
+    char url[128], under[E2E_PATH * 2];
+    const char *argv[9];
+    star_argv(argv, &star, url, sizeof url);
+    snprintf(under, sizeof under, "%s/r", star.root);
+    struct e2e_proc p;
+    e2e_spawn(t, &p, argv);
+    wait_stored(star.root, CUT_AT, &p);
+    e2e_star_kill(&star);
+    e2e_star_start(t, &star, star.port);
+    e2e_wait(&p, 60);
+    cr_assert_eq(p.code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", p.code, p.out,
+                 p.err);
+    struct e2e_report r = e2e_report(p.out);
+    cr_assert(r.found, "%s", p.out);
+    cr_expect_lt(r.bytes_sent, BIG + (8u << 20),
+                 "sent %llu bytes for a %zu-byte file:\n%s",
+                 (unsigned long long)r.bytes_sent, BIG, p.out);
+    e2e_proc_free(&p);
+    check_big(under);
+    e2e_star_stop(&star);
+}

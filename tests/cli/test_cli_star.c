@@ -1,0 +1,109 @@
+/*
+ * `orbit copy` to a networked `orbit-star` on 127.0.0.1, end to end: the
+ * tree lands under ROOT/PATH intact, the star drains on SIGTERM; a wrong
+ * token, a missing token and a closed port end with exit 1 and a message
+ * that says what went wrong.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "e2e_util.h"
+
+static struct e2e *const t = &e2e_current;
+
+TestSuite(cli_star, .init = e2e_suite_init, .fini = e2e_suite_fini,
+          .timeout = 120);
+
+static void
+star_url(char *buf, size_t cap, uint16_t port, const char *path)
+{
+    snprintf(buf, cap, "star://127.0.0.1:%u/%s", port, path);
+}
+
+Test(cli_star, copy_lands_under_the_star_root)
+{
+    struct e2e_tree tree;
+    e2e_make_tree(t->src, 120, 3u << 20, &tree);
+    struct e2e_star star = {0};
+    e2e_star_start(t, &star, 0);
+    char url[128], under[E2E_PATH * 2];
+    star_url(url, sizeof url, star.port, "sub/dir");
+    struct e2e_proc p;
+    int code = E2E_ORBIT_RUN(t, &p, "copy", "--token-file", star.token_file,
+                             t->src_slash, url);
+    cr_assert_eq(code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", code, p.out,
+                 p.err);
+    struct e2e_report r = e2e_report(p.out);
+    cr_assert(r.found, "%s", p.out);
+    cr_expect_eq(r.files_dead, 0);
+    e2e_proc_free(&p);
+    snprintf(under, sizeof under, "%s/sub/dir", star.root);
+    cr_assert_eq(e2e_compare_trees(t->src, under, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "the tree under the star's root differs");
+    code = E2E_ORBIT_RUN(t, &p, "verify", t->src, under);
+    cr_expect_eq(code, 0, "verify: exit %d\n%s", code, p.out);
+    e2e_proc_free(&p);
+    /* a sync of the unchanged tree over the network sends nothing */
+    code = E2E_ORBIT_RUN(t, &p, "sync", "--token-file", star.token_file,
+                         t->src_slash, url);
+    cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
+    r = e2e_report(p.out);
+    cr_assert(r.found, "%s", p.out);
+    cr_expect_eq(r.bytes_sent, 0, "%s", p.out);
+    e2e_proc_free(&p);
+    e2e_star_stop(&star);
+}
+
+Test(cli_star, wrong_token_is_refused_with_a_clear_message)
+{
+    e2e_make_tree(t->src, 10, 1000, &(struct e2e_tree){0});
+    struct e2e_star star = {0};
+    e2e_star_start(t, &star, 0);
+    char bad[E2E_PATH], url[128], under[E2E_PATH * 2];
+    e2e_path(t, bad, "wrong.token");
+    e2e_write_bytes(bad, "not-the-token\n", 14);
+    star_url(url, sizeof url, star.port, "w");
+    struct e2e_proc p;
+    int code =
+        E2E_ORBIT_RUN(t, &p, "copy", "--token-file", bad, t->src_slash, url);
+    cr_assert_eq(code, 1, "exit %d\n%s", code, p.err);
+    cr_expect_not_null(strstr(p.err, "authentication"),
+                       "the message does not say authentication failed:\n%s",
+                       p.err);
+    cr_expect_not_null(strstr(p.err, url), "the message does not name %s:\n%s",
+                       url, p.err);
+    e2e_proc_free(&p);
+    snprintf(under, sizeof under, "%s/w", star.root);
+    cr_expect_not(e2e_exists(under), "a refused client wrote to the star");
+
+    /* no token at all */
+    code = E2E_ORBIT_RUN(t, &p, "copy", t->src_slash, url);
+    cr_assert_eq(code, 1, "exit %d\n%s", code, p.err);
+    cr_expect_not_null(strstr(p.err, "token"), "%s", p.err);
+    e2e_proc_free(&p);
+    e2e_star_stop(&star);
+}
+
+Test(cli_star, unreachable_star_exits_one_promptly)
+{
+    e2e_make_tree(t->src, 5, 1000, &(struct e2e_tree){0});
+    char tok[E2E_PATH], url[128];
+    e2e_path(t, tok, "any.token");
+    e2e_write_bytes(tok, "some-token\n", 11);
+    star_url(url, sizeof url, e2e_free_port(), "x");
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    struct e2e_proc p;
+    int code =
+        E2E_ORBIT_RUN(t, &p, "copy", "--token-file", tok, t->src_slash, url);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    cr_assert_eq(code, 1, "exit %d\n%s", code, p.err);
+    cr_expect_not_null(strstr(p.err, "cannot reach"), "%s", p.err);
+    cr_expect_lt(b.tv_sec - a.tv_sec, 20, "took %ld s to give up",
+                 (long)(b.tv_sec - a.tv_sec));
+    e2e_proc_free(&p);
+}
