@@ -78,42 +78,52 @@ check_resumed(struct e2e_proc *p, const char *dir)
     check_big(dir);
 }
 
+/* A copy of big.bin to a star, running, and cut when the star holds
+ * CUT_AT bytes: the star is SIGKILLed. */
+struct star_run {
+    struct e2e_star star;
+    char url[128];
+    char under[E2E_PATH * 2]; /* where the file lands */
+    const char *argv[9];
+    struct e2e_proc p;
+};
+
 static void
-star_argv(const char **argv, const struct e2e_star *s, char *url, size_t cap)
+star_run_cut(struct star_run *r)
 {
-    snprintf(url, cap, "star://127.0.0.1:%u/r", s->port);
-    const char *v[] = {
-        "orbit",       "copy",       "--bwlimit", BWLIMIT, "--token-file",
-        s->token_file, t->src_slash, url,         NULL};
-    memcpy(argv, v, sizeof v);
+    make_big();
+    memset(r, 0, sizeof *r);
+    e2e_star_start(t, &r->star, 0);
+    snprintf(r->url, sizeof r->url, "star://127.0.0.1:%u/r", r->star.port);
+    snprintf(r->under, sizeof r->under, "%s/r", r->star.root);
+    const char *v[] = {"orbit",      "copy",         "--bwlimit",
+                       BWLIMIT,      "--token-file", r->star.token_file,
+                       t->src_slash, r->url,         NULL};
+    memcpy(r->argv, v, sizeof v);
+    e2e_spawn(t, &r->p, r->argv);
+    wait_stored(r->star.root, CUT_AT, &r->p);
+    e2e_star_kill(&r->star);
 }
 
 Test(cli_resume, star_killed_midway_then_rerun_sends_only_the_rest)
 {
-    make_big();
-    struct e2e_star star = {0};
-    e2e_star_start(t, &star, 0);
-    char url[128], under[E2E_PATH * 2];
-    const char *argv[9];
-    star_argv(argv, &star, url, sizeof url);
-    snprintf(under, sizeof under, "%s/r", star.root);
-    struct e2e_proc p;
-    e2e_spawn(t, &p, argv);
-    wait_stored(star.root, CUT_AT, &p);
-    e2e_star_kill(&star);
+    struct star_run *r = calloc(1, sizeof *r);
+    star_run_cut(r);
     usleep(300 * 1000);
-    kill(p.pid, SIGINT);
-    e2e_wait(&p, 30);
-    cr_expect_eq(p.code, 1, "orbit interrupted: exit %d\n%s", p.code, p.err);
-    cr_expect_not_null(strstr(p.err, "rerun"), "%s", p.err);
-    e2e_proc_free(&p);
+    kill(r->p.pid, SIGINT);
+    e2e_wait(&r->p, 30);
+    cr_expect_eq(r->p.code, 1, "orbit interrupted: exit %d\n%s", r->p.code,
+                 r->p.err);
+    cr_expect_not_null(strstr(r->p.err, "rerun"), "%s", r->p.err);
+    e2e_proc_free(&r->p);
 
-    e2e_star_start(t, &star, star.port);
-    e2e_spawn(t, &p, argv);
-    e2e_wait(&p, 60);
-    check_resumed(&p, under);
-    e2e_proc_free(&p);
-    e2e_star_stop(&star);
+    e2e_star_start(t, &r->star, r->star.port);
+    e2e_spawn(t, &r->p, r->argv);
+    e2e_wait(&r->p, 60);
+    check_resumed(&r->p, r->under);
+    e2e_proc_free(&r->p);
+    e2e_star_stop(&r->star);
+    free(r);
 }
 
 Test(cli_resume, orbit_killed_midway_then_rerun_sends_only_the_rest)
@@ -137,27 +147,19 @@ Test(cli_resume, orbit_killed_midway_then_rerun_sends_only_the_rest)
 
 Test(cli_resume, orbit_reconnects_to_a_restarted_star)
 {
-    make_big();
-    struct e2e_star star = {0};
-    e2e_star_start(t, &star, 0);
-    char url[128], under[E2E_PATH * 2];
-    const char *argv[9];
-    star_argv(argv, &star, url, sizeof url);
-    snprintf(under, sizeof under, "%s/r", star.root);
-    struct e2e_proc p;
-    e2e_spawn(t, &p, argv);
-    wait_stored(star.root, CUT_AT, &p);
-    e2e_star_kill(&star);
-    e2e_star_start(t, &star, star.port);
-    e2e_wait(&p, 60);
-    cr_assert_eq(p.code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", p.code, p.out,
-                 p.err);
-    struct e2e_report r = e2e_report(p.out);
-    cr_assert(r.found, "%s", p.out);
-    cr_expect_lt(r.bytes_sent, BIG + (8u << 20),
+    struct star_run *r = calloc(1, sizeof *r);
+    star_run_cut(r);
+    e2e_star_start(t, &r->star, r->star.port);
+    e2e_wait(&r->p, 60);
+    cr_assert_eq(r->p.code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", r->p.code,
+                 r->p.out, r->p.err);
+    struct e2e_report rep = e2e_report(r->p.out);
+    cr_assert(rep.found, "%s", r->p.out);
+    cr_expect_lt(rep.bytes_sent, BIG + (8u << 20),
                  "sent %llu bytes for a %zu-byte file:\n%s",
-                 (unsigned long long)r.bytes_sent, BIG, p.out);
-    e2e_proc_free(&p);
-    check_big(under);
-    e2e_star_stop(&star);
+                 (unsigned long long)rep.bytes_sent, BIG, r->p.out);
+    e2e_proc_free(&r->p);
+    check_big(r->under);
+    e2e_star_stop(&r->star);
+    free(r);
 }
