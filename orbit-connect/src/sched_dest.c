@@ -116,13 +116,113 @@ reply_fail(struct sched_dest *d, struct sched_file *f, int status,
     }
 }
 
-/* ---- PUT
- * --------------------------------------------------------------------- */
+/* ---- chunks on their way to this star
+ * ----------------------------------------
+ *
+ * Two files (or two places in one file) often share a chunk. The first to
+ * find it missing sends it; the others wait for that PUT's answer instead of
+ * sending the same bytes again, then commit as if they had sent it. */
+
+struct sched_inflight {
+    uint8_t id[WIRE_ID_LEN];
+    struct sched_file **waiters;
+    uint32_t nwait;
+    uint32_t capwait;
+    struct sched_inflight *next;
+};
+
+#define INFLIGHT_BUCKETS 4096
+
+static struct sched_inflight **
+inflight_slot(struct sched_dest *d, const uint8_t *id)
+{
+    uint64_t h;
+    memcpy(&h, id, sizeof h);
+    struct sched_inflight **pp = &d->inflight[h % INFLIGHT_BUCKETS];
+    while (*pp && memcmp((*pp)->id, id, WIRE_ID_LEN) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static int
+inflight_add(struct sched_dest *d, const uint8_t *id)
+{
+    if (!d->inflight &&
+        !(d->inflight = calloc(INFLIGHT_BUCKETS, sizeof *d->inflight)))
+        return ORBIT_ENOMEM;
+    struct sched_inflight **pp = inflight_slot(d, id);
+    struct sched_inflight *r = calloc(1, sizeof *r);
+    if (!r)
+        return ORBIT_ENOMEM;
+    memcpy(r->id, id, WIRE_ID_LEN);
+    *pp = r;
+    return 0;
+}
+
+static int
+inflight_wait(struct sched_inflight *r, struct sched_file *f)
+{
+    if (r->nwait == r->capwait) {
+        uint32_t ncap = r->capwait ? r->capwait * 2 : 4;
+        struct sched_file **w = realloc(r->waiters, ncap * sizeof *w);
+        if (!w)
+            return ORBIT_ENOMEM;
+        r->waiters = w;
+        r->capwait = ncap;
+    }
+    r->waiters[r->nwait++] = f;
+    return 0;
+}
+
+static void reply_fail(struct sched_dest *d, struct sched_file *f, int status,
+                       const struct wire_msg *reply);
+
+/* The PUT of id was answered (or could not be sent): release its waiters. */
+static void
+inflight_done(struct sched_dest *d, const uint8_t *id, int status,
+              const struct wire_msg *reply)
+{
+    if (!d->inflight)
+        return;
+    struct sched_inflight **pp = inflight_slot(d, id);
+    struct sched_inflight *r = *pp;
+    if (!r)
+        return;
+    *pp = r->next;
+    for (uint32_t i = 0; i < r->nwait; i++) {
+        struct sched_file *f = r->waiters[i];
+        if (status != 0)
+            reply_fail(d, f, status, reply);
+        f->pending[d->idx]--;
+        sched_file_progress(d->s, f, d->idx);
+    }
+    free(r->waiters);
+    free(r);
+}
+
+static void
+inflight_release(struct sched_dest *d)
+{
+    for (size_t b = 0; d->inflight && b < INFLIGHT_BUCKETS; b++) {
+        while (d->inflight[b]) {
+            struct sched_inflight *r = d->inflight[b];
+            d->inflight[b] = r->next;
+            free(r->waiters);
+            free(r);
+        }
+    }
+    free(d->inflight);
+    d->inflight = NULL;
+}
+
+/* ---- PUT -------------------------------------------------------------------
+ */
 
 struct put_ctx {
     struct sched_dest *d;
     struct sched_file *f;
     uint32_t len;
+    uint8_t id[WIRE_ID_LEN];
 };
 
 static void pump_puts(struct sched_dest *d);
@@ -147,6 +247,7 @@ on_put(void *arg, int status, const struct wire_msg *reply)
         reply_fail(d, c->f, status, reply);
     c->f->pending[d->idx]--;
     sched_file_progress(d->s, c->f, d->idx);
+    inflight_done(d, c->id, status, reply);
     free(c);
     pump_puts(d);
 }
@@ -183,7 +284,8 @@ send_put(struct sched_dest *d, const struct sched_ref *ref)
     struct put_ctx *c = malloc(sizeof *c);
     if (!c)
         return ORBIT_ENOMEM;
-    *c = (struct put_ctx){d, f, k->len};
+    *c = (struct put_ctx){.d = d, .f = f, .len = k->len};
+    memcpy(c->id, k->id, sizeof c->id);
     int rc = wire_client_put(d->client, &put, on_put, c, NULL);
     if (rc != 0) {
         free(c);
@@ -202,11 +304,8 @@ pump_puts(struct sched_dest *d)
     while (d->client && d->ready && (ref = refq_front(&d->putq)) != NULL) {
         struct sched_file *f = ref->b->file;
         struct sched_ref r = {0};
-        if (f->failed_mask & (1u << d->idx)) {
-            sched_refq_pop(&d->putq, &r);
-            ref_done(d, r.b);
-            continue;
-        }
+        /* Sent even when f has failed meanwhile: other files may wait
+         * for this chunk. */
         uint32_t len = ref->b->chunks[ref->idx].len;
         if (!backpressure_try_acquire(d->guard, 1, len))
             return;
@@ -226,6 +325,7 @@ pump_puts(struct sched_dest *d)
             snprintf(msg, sizeof msg, "%s: cannot send chunk: %s", d->cfg->name,
                      orbit_strerror(rc));
             sched_file_fail(d->s, f, d->idx, rc, msg);
+            inflight_done(d, r.b->chunks[r.idx].id, rc, NULL);
             ref_done(d, r.b);
             continue;
         }
@@ -260,9 +360,20 @@ on_have(void *arg, int status, const struct wire_msg *reply)
             reply_fail(d, f, status, reply);
         } else if (wire_bitmap_get(reply->u.have_reply.bitmap, i) &&
                    !(f->failed_mask & (1u << d->idx))) {
-            if (sched_refq_push(&d->putq, r->b, r->idx) == 0)
-                continue; /* the queued PUT now holds this use */
-            sched_file_fail(d->s, f, d->idx, ORBIT_ENOMEM, "out of memory");
+            const uint8_t *id = r->b->chunks[r->idx].id;
+            struct sched_inflight *fl =
+                d->inflight ? *inflight_slot(d, id) : NULL;
+            if (fl && inflight_wait(fl, f) == 0) {
+                f->pending[d->idx]++; /* until that PUT is answered */
+                sched_count_dedup(d->s, f, r->b->chunks[r->idx].len);
+            } else if (!fl && inflight_add(d, id) == 0) {
+                if (sched_refq_push(&d->putq, r->b, r->idx) == 0)
+                    continue; /* the queued PUT now holds this use */
+                inflight_done(d, id, ORBIT_ENOMEM, NULL);
+                sched_file_fail(d->s, f, d->idx, ORBIT_ENOMEM, "out of memory");
+            } else {
+                sched_file_fail(d->s, f, d->idx, ORBIT_ENOMEM, "out of memory");
+            }
         } else if (!(f->failed_mask & (1u << d->idx))) {
             sched_count_dedup(d->s, f, r->b->chunks[r->idx].len);
         }
@@ -636,6 +747,7 @@ sched_dest_close(struct sched_dest *d)
         sched_batch_unref(d->s, r.b);
     sched_refq_release(&d->haveq);
     sched_refq_release(&d->putq);
+    inflight_release(d);
     if (d->listed) {
         for (size_t i = 0; i < d->nbuckets; i++) {
             struct sched_listed *e = d->listed[i];

@@ -116,6 +116,7 @@ struct chunk_codec;
 struct star;
 struct wire_client;
 struct sched;
+struct sched_inflight;
 
 /* A pending use of a chunk by one destination (HAVE answer or PUT). */
 struct sched_ref {
@@ -150,8 +151,9 @@ struct sched_dest {
     bool compress;
     struct backpressure_guard *guard;
     struct breaker *breaker;
-    struct sched_refq haveq; /* ids waiting for a HAVE */
-    struct sched_refq putq;  /* PUTs waiting for room */
+    struct sched_refq haveq;          /* ids waiting for a HAVE */
+    struct sched_refq putq;           /* PUTs waiting for room */
+    struct sched_inflight **inflight; /* chunk ids queued or being PUT */
     struct chunk_codec *codec;
     uint8_t *zbuf;
     size_t zcap;
