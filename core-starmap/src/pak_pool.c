@@ -161,10 +161,12 @@ pak_pool_open(const char *dir, const struct pak_pool_opts *o,
     if (rc == 0)
         rc = scan_dir(p, &dummy, 0, &n, &highest);
     if (rc == 0) {
-        /* Resume the newest container; a damaged one is left for the
-         * scanner and appends go to a fresh one. */
+        /* Resume the newest container; a damaged one (or one whose file
+         * header never reached the disk) stays as it is and appends go to
+         * a fresh one. */
         rc = open_writer(p, highest ? highest : 1);
-        if (rc == ORBIT_ECORRUPT || rc == ORBIT_EFORMAT || rc == ORBIT_EVERSION)
+        if (rc == ORBIT_ECORRUPT || rc == ORBIT_EFORMAT ||
+            rc == ORBIT_EVERSION || rc == ORBIT_ETRUNC)
             rc = open_writer(p, highest + 1);
     }
     if (rc != 0) {

@@ -344,6 +344,13 @@ Test(pak, pool_rotates_reads_removes)
     cr_assert_eq(pak_pool_active(p), active);
     cr_assert_eq(pak_pool_rotate(p), 0);
     cr_assert_eq(pak_pool_active(p), active + 1);
+    char cpath[256];
+    cr_assert_eq(pak_pool_path(p, active + 1, cpath, sizeof cpath), 0);
+    pak_pool_free(p);
+    /* a newest container cut inside its file header: start the next one */
+    cr_assert_eq(truncate(cpath, 7), 0);
+    cr_assert_eq(pak_pool_open(pdir, &o, &p), 0);
+    cr_assert_eq(pak_pool_active(p), active + 2);
     pak_pool_free(p);
     free(out);
     free(st);
