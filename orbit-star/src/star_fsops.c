@@ -155,13 +155,13 @@ visit(struct lister *l, int dirfd, const char *prefix, const char *name,
                      name);
     if (n < 0 || (size_t)n >= sizeof path)
         return;
-    struct stat st;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        ftype_of(st.st_mode) == 0)
-        return;
     /* Before the cursor: skip, unless the cursor lies below (or is) it. */
     int cmp = l->cursor[0] ? path_cmp(path, l->cursor) : 1;
     if (cmp < 0 && !is_ancestor(path, l->cursor))
+        return;
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        ftype_of(st.st_mode) == 0)
         return;
     if (cmp > 0)
         emit(l, path, &st);

@@ -102,6 +102,7 @@ struct star {
     uint64_t put_bytes;
     struct star_commit_item *commits;
     size_t ncommits;
+    uint64_t commit_bytes; /* manifest copies held by the group */
     struct star_partial *partials;
 
     uint8_t *scratch;      /* WIRE_MAX_CHUNK: decompressed chunk */

@@ -14,6 +14,9 @@
 #include "orbit/wire_path.h"
 #include "star_internal.h"
 
+/* Manifest bytes held before a group is committed regardless of count. */
+#define COMMIT_GROUP_BYTES ((uint64_t)32 << 20)
+
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 
 int
@@ -287,9 +290,11 @@ star_handle_commit(struct star_conn *c, const struct wire_msg *m)
     it->conn = c;
     it->rid = m->request_id;
     s->ncommits++;
+    s->commit_bytes += (uint64_t)m->u.commit.n * (WIRE_ID_LEN + 4);
     c->refs++;
     c->pending++;
-    if (s->ncommits >= s->cfg.commit_group_max)
+    if (s->ncommits >= s->cfg.commit_group_max ||
+        s->commit_bytes >= COMMIT_GROUP_BYTES)
         star_flush(s);
     else
         arm_flush(s);
@@ -378,4 +383,5 @@ star_flush(struct star *s)
     for (size_t i = 0; i < n; i++)
         reply_commit(s, &s->commits[i]);
     s->ncommits = 0;
+    s->commit_bytes = 0;
 }

@@ -67,7 +67,8 @@ struct star_config {
     uint32_t batch_max_chunks; /* default 512 PUTs per sync round */
     uint64_t batch_max_bytes;  /* default 64 MiB per sync round */
     uint32_t batch_delay_us;   /* default 0: sync at the end of a loop pass */
-    uint32_t commit_group_max; /* default 256 COMMITs per sync round */
+    uint32_t commit_group_max; /* default 256 COMMITs (or 32 MiB of
+                                  manifests) per sync round */
     uint64_t pack_max_bytes;   /* container rotation, default 4 GiB */
     enum star_placement placement;
     bool quiet; /* no stderr lines (tests) */
@@ -98,7 +99,8 @@ int star_new(const struct star_config *cfg, struct star **out);
 
 /*
  * Drain (if not yet shut down), stop the loop thread if the star owns one,
- * close everything. NULL is a no-op.
+ * close everything. NULL is a no-op. Never call it from an on_state
+ * callback of the same star.
  */
 void star_free(struct star *s);
 
