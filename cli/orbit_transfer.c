@@ -537,7 +537,11 @@ cli_cmd_transfer(const struct cli_opts *o_in)
         record_end(j, x->job_id, rc, ndl, &st);
     if (rc == 0)
         print_report(&ui, &st, dl, ndl, secs);
-    else if (rc == ORBIT_ECANCELED)
+    else if (rc != ORBIT_ECANCELED)
+        fprintf(stderr, "orbit: %s\n",
+                sched_fatal_message(s)[0] ? sched_fatal_message(s)
+                                          : orbit_strerror(rc));
+    else
         fprintf(stderr, "orbit: interrupted; rerun the same command to "
                         "resume\n");
     exit_code = rc != 0   ? ORBIT_EXIT_FATAL

@@ -1001,8 +1001,6 @@ sched_run(struct sched *s)
         rc = s->fatal;
     }
     report_progress(s, true);
-    if (rc != 0 && s->fatal_msg[0])
-        fprintf(stderr, "orbit: %s\n", s->fatal_msg);
     /* Files still in flight (canceled, fatal) are abandoned: the journal
      * and the stars' chunk stores let the next run resume them. */
     loop_teardown(s);

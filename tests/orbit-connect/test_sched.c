@@ -1,0 +1,283 @@
+/*
+ * The scheduler driven directly (no CLI): local destinations served by
+ * in-process stars, several destinations at once, deduplication across
+ * files, dead letters, sync's skip rule and --delete.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "orbit/error.h"
+#include "orbit/sched.h"
+
+static char tmp[256];
+
+static void
+setup(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/orbit-sched-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmp));
+}
+
+static void
+teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void
+path_of(char *buf, size_t cap, const char *rel)
+{
+    snprintf(buf, cap, "%s/%s", tmp, rel);
+}
+
+static void
+write_bytes(const char *rel, size_t len, unsigned seed)
+{
+    char p[512];
+    path_of(p, sizeof p, rel);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f, "%s", p);
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        fputc((int)(x & 0xff), f);
+    }
+    cr_assert_eq(fclose(f), 0);
+}
+
+static void
+mkd(const char *rel)
+{
+    char p[512];
+    path_of(p, sizeof p, rel);
+    cr_assert_eq(mkdir(p, 0755), 0, "%s", p);
+}
+
+static int
+same_file(const char *a_rel, const char *b_rel)
+{
+    char cmd[1200], a[512], b[512];
+    path_of(a, sizeof a, a_rel);
+    path_of(b, sizeof b, b_rel);
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+struct run_result {
+    int rc;
+    struct sched_stats st;
+    struct dlq_entry *dl;
+    size_t ndl;
+};
+
+static const uint8_t token[] = "test-token";
+
+static void
+run_job(const char *const *dst_rels, size_t ndst, bool sync, bool del,
+        struct run_result *out)
+{
+    static char roots[4][512];
+    struct sched_dest_config dests[4];
+    struct sched_source src = {.path = NULL, .dest_name = ""};
+    char srcpath[512];
+    path_of(srcpath, sizeof srcpath, "src");
+    src.path = srcpath;
+    memset(dests, 0, sizeof dests);
+    for (size_t i = 0; i < ndst; i++) {
+        path_of(roots[i], sizeof roots[i], dst_rels[i]);
+        mkdir(roots[i], 0755);
+        dests[i].kind = SCHED_DEST_LOCAL;
+        dests[i].name = roots[i];
+        dests[i].root = roots[i];
+        dests[i].prefix = "";
+        dests[i].token = token;
+        dests[i].token_len = sizeof token - 1;
+    }
+    struct sched_config cfg;
+    sched_config_init(&cfg);
+    cfg.job_id = "0123456789abcdef";
+    cfg.sources = &src;
+    cfg.nsources = 1;
+    cfg.dests = dests;
+    cfg.ndests = ndst;
+    cfg.sync_mode = sync;
+    cfg.delete_extraneous = del;
+    cfg.retries = 1;
+    cfg.retry_initial_ms = 10;
+    cfg.retry_max_ms = 10;
+    struct sched *s = NULL;
+    cr_assert_eq(sched_new(&cfg, &s), 0);
+    out->rc = sched_run(s);
+    sched_get_stats(s, &out->st);
+    cr_assert_eq(sched_dead_letters(s, &out->dl, &out->ndl), 0);
+    sched_free(s);
+}
+
+static void
+make_tree(void)
+{
+    mkd("src");
+    mkd("src/a");
+    mkd("src/a/b");
+    mkd("src/empty");
+    write_bytes("src/a/small.txt", 100, 1);
+    write_bytes("src/a/b/big.bin", 3u << 20, 2);
+    write_bytes("src/zero.bin", 0, 3);
+    char p[512];
+    path_of(p, sizeof p, "src/link");
+    cr_assert_eq(symlink("a/small.txt", p), 0);
+}
+
+TestSuite(sched, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(sched, copy_to_two_destinations)
+{
+    make_tree();
+    const char *dst[] = {"d1", "d2"};
+    struct run_result r;
+    run_job(dst, 2, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.ndl, 0);
+    cr_assert(same_file("src/a/b/big.bin", "d1/a/b/big.bin"));
+    cr_assert(same_file("src/a/b/big.bin", "d2/a/b/big.bin"));
+    cr_assert(same_file("src/a/small.txt", "d2/a/small.txt"));
+    cr_assert(same_file("src/zero.bin", "d1/zero.bin"));
+    char p[512], t[64];
+    path_of(p, sizeof p, "d2/link");
+    ssize_t n = readlink(p, t, sizeof t - 1);
+    cr_assert_gt(n, 0);
+    t[n] = '\0';
+    cr_assert_str_eq(t, "a/small.txt");
+    struct stat st;
+    path_of(p, sizeof p, "d1/empty");
+    cr_assert_eq(stat(p, &st), 0);
+    cr_assert(S_ISDIR(st.st_mode));
+    /* every byte went to both */
+    cr_assert_eq(r.st.bytes_raw_sent, 2 * ((3u << 20) + 100));
+}
+
+Test(sched, identical_files_are_sent_once)
+{
+    mkd("src");
+    write_bytes("src/one.bin", 2u << 20, 7);
+    write_bytes("src/two.bin", 2u << 20, 7);
+    write_bytes("src/three.bin", 2u << 20, 7);
+    const char *dst[] = {"d"};
+    struct run_result r;
+    run_job(dst, 1, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.st.bytes_raw_sent, 2u << 20, "sent %llu",
+                 (unsigned long long)r.st.bytes_raw_sent);
+    cr_assert_eq(r.st.bytes_dedup, 4u << 20);
+    cr_assert(same_file("src/three.bin", "d/three.bin"));
+    cr_assert(same_file("src/one.bin", "d/one.bin"));
+}
+
+Test(sched, refused_path_is_a_dead_letter_and_the_rest_completes)
+{
+    make_tree();
+    write_bytes("src/.orbit", 10, 9); /* reserved at a star's root */
+    const char *dst[] = {"d"};
+    struct run_result r;
+    run_job(dst, 1, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.ndl, 1);
+    cr_assert_str_eq(r.dl[0].key, ".orbit");
+    cr_assert_eq(r.dl[0].reason, DLQ_PERMANENT_ERROR);
+    cr_assert_eq(r.dl[0].error_code, ORBIT_EPATH);
+    cr_assert_eq(r.st.files_failed, 1);
+    cr_assert(same_file("src/a/b/big.bin", "d/a/b/big.bin"));
+    dlq_entries_free(r.dl, r.ndl);
+}
+
+Test(sched, sync_skips_unchanged_and_sends_only_new_chunks)
+{
+    make_tree();
+    const char *dst[] = {"d"};
+    struct run_result r;
+    run_job(dst, 1, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    run_job(dst, 1, true, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.st.bytes_sent, 0);
+    cr_assert_eq(r.st.bytes_read, 0, "unchanged files are not read");
+    /* change 4 KiB in the middle of the big file */
+    char p[512];
+    path_of(p, sizeof p, "src/a/b/big.bin");
+    int fd = open(p, O_WRONLY);
+    cr_assert_geq(fd, 0);
+    char patch[4096];
+    memset(patch, 'x', sizeof patch);
+    cr_assert_eq(pwrite(fd, patch, sizeof patch, 1u << 20), 4096);
+    close(fd);
+    run_job(dst, 1, true, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert(same_file("src/a/b/big.bin", "d/a/b/big.bin"));
+    cr_assert_lt(r.st.bytes_raw_sent, (3u << 20) / 4, "sent %llu",
+                 (unsigned long long)r.st.bytes_raw_sent);
+    cr_assert_gt(r.st.bytes_dedup, (3u << 20) / 2);
+}
+
+Test(sched, sync_delete_removes_extraneous_entries)
+{
+    make_tree();
+    const char *dst[] = {"d"};
+    struct run_result r;
+    run_job(dst, 1, false, false, &r);
+    mkd("d/stale");
+    write_bytes("d/stale/f", 10, 4);
+    write_bytes("d/old.txt", 10, 5);
+    run_job(dst, 1, true, false, &r);
+    char p[512];
+    path_of(p, sizeof p, "d/old.txt");
+    cr_assert_eq(access(p, F_OK), 0, "kept without --delete");
+    run_job(dst, 1, true, true, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_neq(access(p, F_OK), 0);
+    path_of(p, sizeof p, "d/stale");
+    cr_assert_neq(access(p, F_OK), 0);
+    path_of(p, sizeof p, "d/a/small.txt");
+    cr_assert_eq(access(p, F_OK), 0);
+    cr_assert_geq(r.st.deleted, 2);
+}
+
+Test(sched, unreachable_star_is_fatal_with_a_message)
+{
+    mkd("src");
+    write_bytes("src/f", 10, 1);
+    struct sched_dest_config d = {
+        .kind = SCHED_DEST_STAR,
+        .name = "star://127.0.0.1:1/x",
+        .host = "127.0.0.1",
+        .port = 1,
+        .prefix = "x",
+        .token = token,
+        .token_len = sizeof token - 1,
+    };
+    char srcpath[512];
+    path_of(srcpath, sizeof srcpath, "src");
+    struct sched_source src = {.path = srcpath, .dest_name = ""};
+    struct sched_config cfg;
+    sched_config_init(&cfg);
+    cfg.job_id = "0123456789abcdef";
+    cfg.sources = &src;
+    cfg.nsources = 1;
+    cfg.dests = &d;
+    cfg.ndests = 1;
+    struct sched *s = NULL;
+    cr_assert_eq(sched_new(&cfg, &s), 0);
+    int rc = sched_run(s);
+    cr_assert_lt(rc, 0);
+    cr_assert(strstr(sched_fatal_message(s), "cannot reach") != NULL, "%s",
+              sched_fatal_message(s));
+    sched_free(s);
+}
