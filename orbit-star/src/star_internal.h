@@ -126,6 +126,8 @@ void star_conn_unref(struct star_conn *c);
 /* One deferred reply has been sent (or dropped). */
 void star_conn_done(struct star_conn *c);
 void star_count_error(struct star *s, int code);
+/* ops requests succeeded (for the health monitor's error rate). */
+void star_count_ok(struct star *s, uint64_t ops);
 uint64_t star_now_ms(void);
 
 /* ---- star_put.c ---- */

@@ -337,6 +337,8 @@ flush_puts(struct star *s)
     if (rc < 0)
         star_log(s, "sync round of %zu chunk(s) failed: %s", n,
                  orbit_strerror(rc));
+    else
+        star_count_ok(s, n);
     free(ids);
     free(locs);
     s->nputs = 0;
@@ -355,6 +357,7 @@ reply_commit(struct star *s, struct star_commit_item *it)
         star_send(it->conn, &r);
         if (it->complete)
             s->stats.files_committed++;
+        star_count_ok(s, 1);
     } else {
         /* A missing chunk is fixed by sending it: a retry of the file (HAVE,
          * PUT, COMMIT) succeeds, so say so. */

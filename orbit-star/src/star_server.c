@@ -82,8 +82,17 @@ star_config_init(struct star_config *c)
 }
 
 void
+star_count_ok(struct star *s, uint64_t ops)
+{
+    if (ops > 0 && s->health)
+        health_record_ops(s->health, star_now_ms(), ops, 0);
+}
+
+void
 star_count_error(struct star *s, int code)
 {
+    if (s->health)
+        health_record_ops(s->health, star_now_ms(), 1, 1);
     s->stats.errors_total++;
     if (code == ORBIT_EIO || code == ORBIT_ENOSPC || code == ORBIT_EPERM ||
         code == ORBIT_EDB)

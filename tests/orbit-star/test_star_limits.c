@@ -180,3 +180,81 @@ Test(star_limits, many_clients_at_once)
     cr_assert_eq(st.files_committed, C);
     ts_stop(&t);
 }
+
+Test(star_limits, a_high_error_rate_raises_an_advisory)
+{
+    struct tstar t;
+    ts_start(&t);
+    int fd = tc_open(t.port);
+    uint8_t data[100];
+    ts_fill(data, sizeof data, 51);
+    uint8_t *buf = NULL;
+    struct wire_msg m, r;
+    for (uint32_t i = 0; i < 30; i++) {
+        tc_put_msg(&m, 10 + i, data, sizeof data, NULL, 0);
+        m.u.put.id[0] ^= 0xff;
+        cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_ERROR);
+    }
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HEALTH;
+    m.request_id = 99;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HEALTH_REPLY);
+    cr_assert(r.u.health.advisories & WIRE_ADV_ERROR_RATE_HIGH, "%x",
+              r.u.health.advisories);
+    cr_assert_eq(r.u.health.state, WIRE_STATE_DEGRADED);
+    cr_assert_geq(r.u.health.errors_total, 30);
+    close(fd);
+    free(buf);
+    ts_stop(&t);
+}
+
+/* Well-framed frames of every type with random payloads, after auth. */
+Test(star_limits, random_payloads_never_hurt_the_star)
+{
+    struct tstar t;
+    ts_start(&t);
+    static const uint8_t types[] = {
+        WIRE_ERROR,  WIRE_AUTH_RESPONSE, WIRE_HELLO,    WIRE_HAVE,
+        WIRE_PUT,    WIRE_COMMIT,        WIRE_LIST,     WIRE_DELETE,
+        WIRE_HEALTH, WIRE_GOODBYE_OK,    WIRE_BULLETIN, 0x7f};
+    int fd = tc_open(t.port);
+    uint8_t frame[WIRE_HDR_LEN + 2048];
+    uint32_t x = 12345, i = 0;
+    for (; i < 3000; i++) {
+        x = x * 1103515245u + 12345u;
+        uint8_t type = types[(x >> 8) % sizeof types];
+        if (type == WIRE_GOODBYE_OK)
+            type = WIRE_HAVE;
+        x = x * 1103515245u + 12345u;
+        uint32_t len = (x >> 8) % 2048;
+        frame[0] = WIRE_VERSION;
+        frame[1] = type;
+        frame[2] = frame[3] = 0;
+        frame[4] = 0, frame[5] = 0, frame[6] = (uint8_t)(i >> 8),
+        frame[7] = (uint8_t)i;
+        frame[8] = 0, frame[9] = 0, frame[10] = (uint8_t)(len >> 8),
+        frame[11] = (uint8_t)len;
+        ts_fill(frame + WIRE_HDR_LEN, len, i);
+        /* now and then a plausible start: a small count or length */
+        if (len >= 4 && i % 3 == 0)
+            frame[WIRE_HDR_LEN] = frame[WIRE_HDR_LEN + 1] = 0;
+        if (tc_write_all(fd, frame, WIRE_HDR_LEN + len) < 0)
+            break;
+        /* drain replies so the star never pauses us */
+        uint8_t sink[65536];
+        while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
+            ;
+    }
+    cr_assert_eq(i, 3000, "the star closed the session at frame %u", i);
+    close(fd);
+    fd = tc_open(t.port);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HEALTH;
+    m.request_id = 1;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HEALTH_REPLY);
+    close(fd);
+    free(buf);
+    ts_stop(&t);
+}
