@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bulletin_internal.h"
 #include "orbit/error.h"
 #include "orbit/orbit_clock.h"
 
@@ -104,9 +105,8 @@ bulletin_utf8_len(const unsigned char *s, size_t left)
     return n;
 }
 
-/* A copy that is valid UTF-8, at most max bytes, cut on a character. */
-static char *
-bulletin_text(const char *s, size_t max)
+char *
+bulletin_utf8_copy(const char *s, size_t max)
 {
     size_t len = strlen(s), out = 0;
     char *d = malloc((len < max ? len : max) + 1);
@@ -187,10 +187,11 @@ bulletin_build(const struct bulletin_post *p, struct bulletin *bl)
     bl->severity = p->severity;
     bl->source = p->source;
     bl->time_ms = p->time_ms ? p->time_ms : orbit_clock_realtime_ms(NULL);
-    bl->source_name = bulletin_text(p->source_name, BULLETIN_NAME_MAX);
-    bl->category = bulletin_text(p->category, BULLETIN_NAME_MAX);
-    bl->job_id = bulletin_text(p->job_id ? p->job_id : "", BULLETIN_NAME_MAX);
-    bl->message = bulletin_text(p->message, BULLETIN_MESSAGE_MAX);
+    bl->source_name = bulletin_utf8_copy(p->source_name, BULLETIN_NAME_MAX);
+    bl->category = bulletin_utf8_copy(p->category, BULLETIN_NAME_MAX);
+    bl->job_id =
+        bulletin_utf8_copy(p->job_id ? p->job_id : "", BULLETIN_NAME_MAX);
+    bl->message = bulletin_utf8_copy(p->message, BULLETIN_MESSAGE_MAX);
     if (bl->source_name && bl->category && bl->job_id && bl->message)
         return 0;
     bulletin_release(bl);

@@ -1,0 +1,142 @@
+/*
+ * orbit/api.h - the control-plane HTTP API (libevent evhttp, JSON through
+ * jansson).
+ *
+ *   GET /healthz                 liveness
+ *   GET /api/bulletins           ?severity=&source=&category=&job_id=
+ *                                &since=&limit=
+ *   GET /api/jobs                every job of the journal, with live
+ *                                counters for running ones
+ *   GET /api/jobs/{id}           one job: progress, bytes, dead letters
+ *   GET /api/stars               every star a provider reports
+ *   GET /metrics                 Prometheus text format (core-audit)
+ *
+ * Unknown paths answer 404, other methods 405 (with Allow), bad query
+ * values 400, all with a JSON body {"error": "...", "detail": "..."}. The
+ * server binds 127.0.0.1 by default; it refuses to bind any address that
+ * is not loopback without a bearer token, and with a token every request
+ * must carry "Authorization: Bearer <token>" (compared in constant time)
+ * or gets 401. Header size, body size and a timeout are bounded.
+ *
+ * Threads: every callback runs on the event base's thread, and the server
+ * reads the journal and the providers from it. If another thread uses the
+ * journal (the scheduler), give lock/unlock hooks: they bracket every
+ * journal access. The bulletin board is thread-safe on its own.
+ *
+ * Ownership: the config's journal, board, registry and provider contexts
+ * are borrowed and must outlive the server; the token is copied.
+ * Errors: ORBIT_EINVAL (bad argument), ORBIT_EAUTH (non-loopback address
+ * without a token), ORBIT_ECONNECT (address unusable or in use),
+ * ORBIT_ESTATE (bound twice), ORBIT_ENOMEM. api_query_parse():
+ * ORBIT_EFORMAT (bad percent escape, NUL byte, empty key), ORBIT_ETOOBIG
+ * (input over API_QUERY_MAX_LEN or more than API_QUERY_MAX_PARAMS pairs),
+ * ORBIT_EEXIST (a repeated key).
+ */
+#ifndef ORBIT_API_H
+#define ORBIT_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct journal;
+struct bulletin_board;
+struct metrics_registry;
+struct api_server;
+
+#define API_DEFAULT_PORT        7071u
+#define API_QUERY_MAX_LEN       4096u
+#define API_QUERY_MAX_PARAMS    32u
+#define API_MAX_HEADERS_SIZE    8192
+#define API_MAX_BODY_SIZE       65536
+#define API_TIMEOUT_S           30
+#define API_BULLETINS_LIMIT     100u /* default limit= */
+#define API_BULLETINS_LIMIT_MAX 1000u
+#define API_DEAD_LETTERS_MAX    1000u /* listed per job */
+
+/* Live counters of a running job, from the scheduler. */
+struct api_job_live {
+    uint64_t files_seen;
+    uint64_t files_done;
+    uint64_t files_skipped;
+    uint64_t files_failed;
+    uint64_t bytes_total;
+    uint64_t bytes_done;
+    uint64_t bytes_sent;
+    uint64_t bytes_dedup;
+    uint64_t retries;
+    bool walk_done;
+};
+
+/* One star as the scheduler or `orbit serve` sees it; strings borrowed for
+ * the call. */
+struct api_star_info {
+    const char *name;
+    const char *address;         /* host:port or "local" */
+    const char *lifecycle_state; /* "connecting", "ready", "draining", ... */
+    const char *circuit_state;   /* "closed", "open", "half-open" */
+    const char *health;          /* "ok", "warning", "critical", ... */
+    uint64_t last_seen_ms;       /* 0: never */
+    uint64_t inflight_objects;
+    uint64_t inflight_bytes;
+};
+
+typedef void (*api_star_emit_fn)(void *ctx, const struct api_star_info *s);
+
+struct api_providers {
+    /* Fills *out for a job that runs now: 0, or ORBIT_ENOENT if it does
+     * not run. NULL: no live counters. */
+    int (*job_live)(void *arg, const char *job_id, struct api_job_live *out);
+    /* Calls emit once per star. NULL: no stars. */
+    void (*stars)(void *arg, api_star_emit_fn emit, void *ctx);
+    void *arg;
+};
+
+struct api_config {
+    struct journal *journal;          /* NULL: no jobs */
+    struct bulletin_board *bulletins; /* NULL: an empty feed */
+    struct metrics_registry *metrics; /* NULL: an empty exposition */
+    struct api_providers providers;
+    void (*lock)(void *arg); /* around journal access; may be NULL */
+    void (*unlock)(void *arg);
+    void *lock_arg;
+    const char *token; /* bearer token; NULL or "" for none */
+    int timeout_s;     /* 0: API_TIMEOUT_S */
+};
+
+void api_config_init(struct api_config *cfg);
+
+int api_server_new(struct event_base *base, const struct api_config *cfg,
+                   struct api_server **out);
+/* Closes the listener; requests in flight are dropped. NULL is a no-op. */
+void api_server_free(struct api_server *s);
+
+/* Binds addr (NULL: "127.0.0.1") and port (0: any free port). */
+int api_server_bind(struct api_server *s, const char *addr, uint16_t port);
+/* The port actually bound, 0 before api_server_bind(). */
+uint16_t api_server_port(const struct api_server *s);
+/* Whether every address addr resolves to is a loopback address. */
+bool api_addr_is_loopback(const char *addr);
+
+/* A parsed query string: decoded keys and values ('+' is a space, %XX a
+ * byte), all pointing into one owned buffer. */
+struct api_query_param {
+    const char *key;
+    const char *value; /* "" for "key" and "key=" */
+};
+
+struct api_query {
+    struct api_query_param params[API_QUERY_MAX_PARAMS];
+    size_t n;
+    char *buf;
+};
+
+/* Parses len bytes of qs (without the '?'); empty pairs ("a=1&&b=2") are
+ * skipped. On error q is left empty. Release with api_query_release(). */
+int api_query_parse(const char *qs, size_t len, struct api_query *q);
+void api_query_release(struct api_query *q);
+/* The value of key, or NULL. */
+const char *api_query_get(const struct api_query *q, const char *key);
+
+#endif

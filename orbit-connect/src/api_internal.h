@@ -1,0 +1,53 @@
+/*
+ * api_internal.h - what the HTTP API's server core shares with its
+ * endpoint handlers.
+ */
+#ifndef ORBIT_API_INTERNAL_H
+#define ORBIT_API_INTERNAL_H
+
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "orbit/api.h"
+
+struct api_server {
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    struct api_config cfg;
+    char *token;
+    uint16_t port;
+    uint64_t started_ms;
+};
+
+/* Sends body (consumed) with status code as application/json. */
+void api_reply_json(struct evhttp_request *req, int code, json_t *body);
+/* Sends {"error": error, "detail": detail} with status code. */
+void api_reply_error(struct evhttp_request *req, int code, const char *error,
+                     const char *detail);
+
+/* A JSON string of s even if s is not UTF-8 (bad bytes become '?'). */
+json_t *api_json_str(const char *s);
+/* A JSON integer, clamped to the int64 range. */
+json_t *api_json_u64(uint64_t v);
+
+/* Endpoint handlers: q is the parsed query. */
+void api_get_healthz(struct api_server *s, struct evhttp_request *req,
+                     const struct api_query *q);
+void api_get_bulletins(struct api_server *s, struct evhttp_request *req,
+                       const struct api_query *q);
+void api_get_jobs(struct api_server *s, struct evhttp_request *req,
+                  const struct api_query *q);
+void api_get_job(struct api_server *s, struct evhttp_request *req,
+                 const struct api_query *q, const char *id);
+void api_get_stars(struct api_server *s, struct evhttp_request *req,
+                   const struct api_query *q);
+void api_get_metrics(struct api_server *s, struct evhttp_request *req,
+                     const struct api_query *q);
+
+/* 400 and false when q has a key not in allowed (NULL-terminated). */
+bool api_query_only(struct evhttp_request *req, const struct api_query *q,
+                    const char *const *allowed);
+
+#endif
