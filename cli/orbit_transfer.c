@@ -521,8 +521,15 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     const char *fast = getenv("ORBIT_RETRY_INITIAL_MS");
     if (fast)
         cfg.retry_initial_ms = cfg.retry_max_ms = strtoull(fast, NULL, 10);
-    if (sched_new(&cfg, &s) != 0)
+    int nrc = sched_new(&cfg, &s);
+    if (nrc != 0) {
+        fprintf(stderr, "orbit: cannot start the job: %s%s\n",
+                orbit_strerror(nrc),
+                o.prioritize ? " (check --prioritize: tier, smallest, "
+                               "largest, oldest, newest, fewest-retries)"
+                             : "");
         goto out;
+    }
     running = s;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

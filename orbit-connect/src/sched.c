@@ -23,11 +23,13 @@
 #include "orbit/error.h"
 #include "orbit/orbit_clock.h"
 #include "orbit/penalty_box.h"
+#include "orbit/prio.h"
 #include "orbit/wire_client.h"
 #include "sched_internal.h"
 #include "sched_walk.h"
 
-#define MAX_INFLIGHT     128 /* files between walk and final state */
+#define MAX_ACTIVE       128 /* files being read, sent or committed */
+#define WINDOW           256 /* walked files the prioritizers choose from */
 #define WALK_PER_PUMP    512 /* entries walked per loop pass */
 #define TICK_MS          50
 #define PROGRESS_MS      250
@@ -49,7 +51,10 @@ struct sched {
     struct dlq *dlq;
     struct sched_stats st;
     struct sched_walk walk;
-    size_t inflight;
+    size_t inflight; /* files alive: in the window, active or retrying */
+    size_t active;   /* files started and not yet final */
+    struct prio_chain *prio;
+    struct prio_window *window;   /* NULL: walk order */
     struct sched_file *live;      /* every file between walk and final state */
     struct sched_file *graveyard; /* finished, freed at the next pass */
     bool tearing_down;
@@ -300,6 +305,7 @@ static void
 file_final(struct sched *s, struct sched_file *f)
 {
     uint32_t retry = 0;
+    s->active--;
     if (f->failed_mask) {
         struct penalty_info info = {0};
         int prc = penalty_box_penalize(s->pb, f->rel, &info);
@@ -504,6 +510,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 static void
 file_start(struct sched *s, struct sched_file *f)
 {
+    s->active++;
     emit(s, SCHED_FILE_STARTED, f, NULL, 0, NULL, DLQ_RETRIES_EXHAUSTED);
     if (f->ftype == WIRE_FT_REGULAR) {
         sched_readers_submit(&s->rd, f);
@@ -513,6 +520,35 @@ file_start(struct sched *s, struct sched_file *f)
     for (unsigned d = 0; d < s->ndests; d++)
         if (f->dest_mask & (1u << d))
             sched_file_progress(s, f, d);
+}
+
+/* A file ready to start: through the prioritizers' window when there is
+ * one, else at once. */
+static void
+file_ready(struct sched *s, struct sched_file *f)
+{
+    if (!s->window) {
+        file_start(s, f);
+        return;
+    }
+    struct prio_item it = {
+        .path = f->rel,
+        .size = f->size,
+        .mtime_ns = f->mtime_sec * 1000000000LL + f->mtime_nsec,
+        .retries = penalty_box_penalties(s->pb, f->rel),
+        .data = f,
+    };
+    if (prio_window_push(s->window, &it) != 0)
+        file_start(s, f); /* full: no worse than walk order */
+}
+
+static void
+drain_window(struct sched *s)
+{
+    struct prio_item it;
+    while (s->window && s->active < MAX_ACTIVE &&
+           prio_window_pop(s->window, &it) == 0)
+        file_start(s, it.data);
 }
 
 /* ---- walking
@@ -561,7 +597,7 @@ walk_entry(struct sched *s, struct sched_file *f)
     }
     f->dest_mask = mask;
     live_link(s, f);
-    file_start(s, f);
+    file_ready(s, f);
 }
 
 static void
@@ -582,7 +618,7 @@ static void
 pump_walk(struct sched *s)
 {
     for (unsigned n = 0; s->walking && n < WALK_PER_PUMP; n++) {
-        if (s->inflight >= MAX_INFLIGHT)
+        if (s->inflight >= MAX_ACTIVE + (s->window ? WINDOW : 0))
             return;
         struct sched_file *f = NULL;
         char msg[512];
@@ -622,7 +658,7 @@ pump_retries(struct sched *s)
         *pp = f->next;
         f->next = NULL;
         s->nretry--;
-        file_start(s, f);
+        file_ready(s, f);
     }
 }
 
@@ -715,6 +751,7 @@ on_pump(evutil_socket_t fd, short what, void *arg)
         return;
     }
     pump_walk(s);
+    drain_window(s);
     maybe_finish(s);
 }
 
@@ -890,6 +927,11 @@ sched_new(const struct sched_config *cfg, struct sched **out)
     int rc = penalty_box_new(&pc, &s->pb);
     if (rc == 0)
         rc = dlq_new(&qc, &s->dlq);
+    if (rc == 0 && cfg->prioritize && cfg->prioritize[0]) {
+        rc = prio_chain_parse(cfg->prioritize, &s->prio);
+        if (rc == 0)
+            rc = prio_window_new(s->prio, WINDOW, &s->window);
+    }
     if (rc != 0) {
         sched_free(s);
         return rc;
@@ -905,6 +947,8 @@ sched_free(struct sched *s)
         return;
     penalty_box_free(s->pb);
     dlq_free(s->dlq);
+    prio_window_free(s->window);
+    prio_chain_free(s->prio);
     free(s);
 }
 

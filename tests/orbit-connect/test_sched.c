@@ -81,6 +81,18 @@ struct run_result {
 
 static const uint8_t token[] = "test-token";
 
+static const char *prioritize;
+static uint64_t started_sizes[64];
+static size_t nstarted;
+
+static void
+on_file(void *arg, const struct sched_file_event *ev)
+{
+    (void)arg;
+    if (ev->outcome == SCHED_FILE_STARTED && nstarted < 64)
+        started_sizes[nstarted++] = ev->size;
+}
+
 static void
 run_job(const char *const *dst_rels, size_t ndst, bool sync, bool del,
         struct run_result *out)
@@ -114,6 +126,9 @@ run_job(const char *const *dst_rels, size_t ndst, bool sync, bool del,
     cfg.retries = 1;
     cfg.retry_initial_ms = 10;
     cfg.retry_max_ms = 10;
+    cfg.prioritize = prioritize;
+    cfg.on_file = on_file;
+    nstarted = 0;
     struct sched *s = NULL;
     cr_assert_eq(sched_new(&cfg, &s), 0);
     out->rc = sched_run(s);
@@ -280,4 +295,27 @@ Test(sched, unreachable_star_is_fatal_with_a_message)
     cr_assert(strstr(sched_fatal_message(s), "cannot reach") != NULL, "%s",
               sched_fatal_message(s));
     sched_free(s);
+}
+
+Test(sched, prioritizers_order_the_ready_window)
+{
+    mkd("src");
+    unsigned sizes[] = {3000, 100, 70000, 10, 5000, 900000, 1};
+    for (unsigned i = 0; i < 7; i++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "src/f%u", i);
+        write_bytes(rel, sizes[i], i);
+    }
+    prioritize = "largest";
+    const char *dst[] = {"d"};
+    struct run_result r;
+    run_job(dst, 1, false, false, &r);
+    prioritize = NULL;
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(nstarted, 7);
+    for (size_t i = 1; i < nstarted; i++)
+        cr_assert_geq(started_sizes[i - 1], started_sizes[i],
+                      "start %zu: %llu before %llu", i,
+                      (unsigned long long)started_sizes[i - 1],
+                      (unsigned long long)started_sizes[i]);
 }
