@@ -400,6 +400,68 @@ assemble_one(struct star *s, struct star_commit_item *it)
     close(pfd);
 }
 
+/* Copy src into dst from the start, hashing what was read. */
+static int
+copy_hashed(struct star *s, int src, int dst, uint64_t size, uint8_t d[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc =
+        md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) ? 0 : ORBIT_ECRYPTO;
+    for (uint64_t off = 0; rc == 0 && off < size;) {
+        size_t n =
+            size - off < WIRE_MAX_CHUNK ? (size_t)(size - off) : WIRE_MAX_CHUNK;
+        rc = star_pread_all(src, s->scratch2, n, off);
+        if (rc == 0)
+            rc = star_pwrite_all(dst, s->scratch2, n, off);
+        if (rc == 0 && !EVP_DigestUpdate(md, s->scratch2, n))
+            rc = ORBIT_ECRYPTO;
+        off += n;
+    }
+    unsigned int dn = 0;
+    if (rc == 0 && !EVP_DigestFinal_ex(md, d, &dn))
+        rc = ORBIT_ECRYPTO;
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+/*
+ * The target directory is on another filesystem (a mount inside ROOT):
+ * copy the verified staging file into a temporary file next to the target,
+ * check the copy's digest, set metadata, fsync, rename it into place.
+ */
+static int
+copy_across(struct star *s, struct star_commit_item *it, int pfd,
+            const char *base, const char *name)
+{
+    const struct wire_commit *c = &it->c;
+    char tmp[256];
+    tmp_name(base, tmp, sizeof tmp);
+    int src = openat(star_store_staging_dir(s->store), name,
+                     O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int dst = openat(pfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    uint8_t d[32];
+    int rc = src < 0 || dst < 0 ? orbit_err_from_errno(errno)
+                                : copy_hashed(s, src, dst, c->size, d);
+    if (rc == 0 && memcmp(d, c->digest, 32) != 0)
+        rc = ORBIT_ECORRUPT;
+    if (rc == 0)
+        rc = set_meta(it, dst);
+    if (rc == 0 && fsync(dst) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (rc == 0 && renameat(pfd, tmp, pfd, base) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (src >= 0)
+        close(src);
+    if (dst >= 0)
+        close(dst);
+    if (rc < 0) {
+        unlinkat(pfd, tmp, 0);
+        if (it->rc == 0)
+            fail(it, rc, WIRE_NO_ITEM, "copy across filesystems");
+    }
+    return rc;
+}
+
 /* Rename an assembled file into place; *pfd_out is its parent dir. */
 static int
 rename_into_place(struct star *s, struct star_commit_item *it, int *pfd_out)
@@ -411,13 +473,22 @@ rename_into_place(struct star *s, struct star_commit_item *it, int *pfd_out)
         return fail(it, rc, WIRE_NO_ITEM, "parent directory");
     char name[65];
     star_store_staging_name(c->path, name);
-    if (renameat(star_store_staging_dir(s->store), name, *pfd_out, base) != 0) {
-        rc = orbit_err_from_errno(
-            errno == ENOTEMPTY || errno == EEXIST ? EISDIR : errno);
-        return fail(it, rc, WIRE_NO_ITEM, "rename");
+    int sdir = star_store_staging_dir(s->store);
+    if (renameat(sdir, name, *pfd_out, base) == 0) {
+        it->renamed = true;
+        return 0;
     }
-    it->renamed = true;
-    return 0;
+    if (errno == EXDEV) {
+        rc = copy_across(s, it, *pfd_out, base, name);
+        if (rc == 0) {
+            unlinkat(sdir, name, 0);
+            it->renamed = true;
+        }
+        return rc;
+    }
+    rc = orbit_err_from_errno(errno == ENOTEMPTY || errno == EEXIST ? EISDIR
+                                                                    : errno);
+    return fail(it, rc, WIRE_NO_ITEM, "rename");
 }
 
 /*

@@ -67,3 +67,59 @@ Test(star_diskfull, enospc_is_typed_and_the_star_keeps_serving)
     umount2(t.root, MNT_DETACH);
     rmdir(t.root);
 }
+
+static int
+count_tmp(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c '^.orbit-tmp' >/dev/null",
+             dir);
+    return system(cmd) == 0;
+}
+
+Test(star_diskfull, commit_into_a_mount_inside_root)
+{
+    struct tstar t;
+    ts_start(&t);
+    char mnt[512];
+    snprintf(mnt, sizeof mnt, "%s/mnt", t.root);
+    cr_assert_eq(mkdir(mnt, 0755), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m") != 0) {
+        ts_stop(&t);
+        cr_skip_test("cannot mount a tmpfs here (%s): cross-filesystem "
+                     "commit NOT tested",
+                     strerror(errno));
+    }
+    int fd = tc_open(t.port);
+    uint8_t data[300000];
+    ts_fill(data, sizeof data, 61);
+    tc_put(fd, 1, data, 100000, "mnt/sub/f.bin", 0);
+    tc_put(fd, 2, data + 100000, 200000, NULL, 0);
+    size_t cuts[] = {100000, 200000};
+    struct tc_file f = {"mnt/sub/f.bin", data, sizeof data, cuts, 2, 0600,
+                        1234567890};
+    struct wire_chunk_ref refs[2];
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_commit_msg(&m, 3, &f, refs);
+    uint8_t type = tc_call(fd, &m, &r, &buf);
+    cr_assert_eq(type, WIRE_COMMIT_OK, "%s",
+                 type == WIRE_ERROR ? r.u.error.message : "");
+    char p[600];
+    snprintf(p, sizeof p, "%s/sub/f.bin", mnt);
+    size_t len = 0;
+    char *got = ts_read_file(p, &len);
+    cr_assert_eq(len, sizeof data);
+    cr_assert_eq(memcmp(got, data, len), 0);
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    cr_assert_eq(st.st_mtim.tv_sec, 1234567890);
+    cr_assert_eq(st.st_mode & 07777, 0600);
+    snprintf(p, sizeof p, "%s/sub", mnt);
+    cr_assert_not(count_tmp(p), "a temporary file was left behind");
+    free(got);
+    free(buf);
+    close(fd);
+    umount2(mnt, MNT_DETACH);
+    ts_stop(&t);
+}
