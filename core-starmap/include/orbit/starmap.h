@@ -132,7 +132,12 @@ int starmap_count(struct starmap *sm, uint64_t *chunks);
 /*
  * Delete the containers whose last reference was dropped by a durable
  * commit; *removed (may be NULL) counts them. The active container is kept
- * until it is not active any more.
+ * until it is not active any more. Call it when no pool append is waiting
+ * for the batch that indexes it (e.g. from the thread that appends and
+ * commits, between batches): a record appended to a container just before
+ * the pool rotated away from it is not known to the index until its batch
+ * commits, so the GC cannot see that the container is about to be live
+ * again.
  */
 int starmap_gc(struct starmap *sm, struct pak_pool *pool, size_t *removed);
 /* Containers waiting for starmap_gc(). */
