@@ -203,3 +203,63 @@ Test(star_process, startup_errors_are_clear)
     cr_assert_eq(wait_exit(p.pid), 0);
     proc_cleanup(&p);
 }
+
+Test(star_process, sigterm_mid_upload_keeps_every_acknowledged_chunk)
+{
+    struct proc p;
+    proc_init(&p);
+    proc_start(&p);
+    int fd = tc_open(p.port);
+    enum { N = 400, LEN = 16384 };
+    uint8_t *data = malloc((size_t)N * LEN);
+    ts_fill(data, (size_t)N * LEN, 13);
+    for (uint32_t i = 0; i < N; i++) {
+        struct wire_msg m;
+        tc_put_msg(&m, 1 + i, data + (size_t)i * LEN, LEN,
+                   i % 3 ? "up.bin" : NULL, (uint64_t)i * LEN);
+        if (tc_send(fd, &m) < 0)
+            break;
+        if (i == N / 4)
+            kill(p.pid, SIGTERM);
+    }
+    uint8_t *acked = calloc(N, 1);
+    uint8_t *buf = NULL;
+    struct wire_msg r;
+    uint32_t nacked = 0;
+    while (tc_recv(fd, &buf, &r) == 0) {
+        if (r.type == WIRE_PUT_OK && r.request_id >= 1 && r.request_id <= N) {
+            acked[r.request_id - 1] = 1;
+            nacked++;
+        } else {
+            cr_assert_eq(r.type, WIRE_ERROR);
+            cr_assert(r.u.error.retryable, "refused work must be retryable");
+        }
+    }
+    close(fd);
+    cr_assert_eq(wait_exit(p.pid), 0);
+    proc_start(&p);
+    fd = tc_open(p.port);
+    uint8_t *ids = malloc((size_t)N * 32);
+    for (uint32_t i = 0; i < N; i++)
+        ts_sha(data + (size_t)i * LEN, LEN, ids + (size_t)i * 32);
+    struct wire_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HAVE;
+    m.request_id = 7;
+    m.u.have.n = N;
+    m.u.have.ids = ids;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HAVE_REPLY);
+    for (uint32_t i = 0; i < N; i++)
+        if (acked[i])
+            cr_assert_not(wire_bitmap_get(r.u.have_reply.bitmap, i),
+                          "acknowledged chunk %u lost", i);
+    cr_log_info("%u of %u PUTs acknowledged before the drain", nacked, N);
+    kill(p.pid, SIGTERM);
+    cr_assert_eq(wait_exit(p.pid), 0);
+    close(fd);
+    free(ids);
+    free(acked);
+    free(buf);
+    free(data);
+    proc_cleanup(&p);
+}
