@@ -468,6 +468,40 @@ e2e_make_tree(const char *root, unsigned nfiles, size_t big_size,
     free(g);
 }
 
+static int
+give_to_nobody(const char *path, const struct stat *st, int flag,
+               struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return lchown(path, NOBODY, NOBODY);
+}
+
+void
+e2e_add_unreadable(struct e2e *t)
+{
+    char p[E2E_PATH * 2];
+    snprintf(p, sizeof p, "%s/bad", t->src);
+    e2e_mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/bad/ok.txt", t->src);
+    e2e_write_file(p, 20000, 11, 0644, 1500000000);
+    snprintf(p, sizeof p, "%s/bad/locked", t->src);
+    e2e_mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/bad/locked/inside.txt", t->src);
+    e2e_write_file(p, 100, 12, 0644, 1500000000);
+    snprintf(p, sizeof p, "%s/bad/secret.bin", t->src);
+    e2e_write_file(p, 300000, 13, 0000, 1500000000);
+    snprintf(p, sizeof p, "%s/bad/locked", t->src);
+    cr_assert_eq(chmod(p, 0000), 0);
+    if (geteuid() != 0)
+        return;
+    t->as_nobody = true;
+    e2e_mkdir(t->dst, 0755);
+    e2e_mkdir(t->state, 0700);
+    cr_assert_eq(nftw(t->dir, give_to_nobody, 16, FTW_PHYS), 0);
+}
+
 /* ---- comparing trees ---- */
 
 struct cmp {

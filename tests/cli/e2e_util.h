@@ -100,6 +100,11 @@ struct e2e_tree {
 void e2e_make_tree(const char *root, unsigned nfiles, size_t big_size,
                    struct e2e_tree *out);
 
+/* Add SRC/bad/: ok.txt, secret.bin (mode 000) and locked/ (mode 000, with
+ * inside.txt). As root, also hand the workspace to nobody and run orbit as
+ * nobody, since root reads anything. */
+void e2e_add_unreadable(struct e2e *t);
+
 enum {
     E2E_CMP_DIR_MTIME = 1, /* compare directory mtimes too */
     E2E_CMP_NO_EXTRA = 2,  /* DST may hold nothing SRC lacks */

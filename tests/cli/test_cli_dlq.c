@@ -8,7 +8,6 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,41 +22,11 @@ static struct e2e *const t = &e2e_current;
 TestSuite(cli_dlq, .init = e2e_suite_init, .fini = e2e_suite_fini,
           .timeout = 120);
 
-static int
-give_to_nobody(const char *path, const struct stat *st, int flag,
-               struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return lchown(path, 65534, 65534);
-}
-
-/* The tree: bad/secret.bin (mode 000), bad/locked/ (mode 000, with a file
- * inside), bad/ok.txt, and a generated tree around them. */
 static void
 make_bad_tree(struct e2e_tree *tree)
 {
     e2e_make_tree(t->src, 40, 2u << 20, tree);
-    char p[E2E_PATH * 2];
-    snprintf(p, sizeof p, "%s/bad", t->src);
-    e2e_mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/bad/ok.txt", t->src);
-    e2e_write_file(p, 20000, 11, 0644, 1500000000);
-    snprintf(p, sizeof p, "%s/bad/locked", t->src);
-    e2e_mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/bad/locked/inside.txt", t->src);
-    e2e_write_file(p, 100, 12, 0644, 1500000000);
-    snprintf(p, sizeof p, "%s/bad/secret.bin", t->src);
-    e2e_write_file(p, 300000, 13, 0000, 1500000000);
-    snprintf(p, sizeof p, "%s/bad/locked", t->src);
-    cr_assert_eq(chmod(p, 0000), 0);
-    if (geteuid() == 0) {
-        t->as_nobody = true;
-        e2e_mkdir(t->dst, 0755);
-        e2e_mkdir(t->state, 0700);
-        cr_assert_eq(nftw(t->dir, give_to_nobody, 16, FTW_PHYS), 0);
-    }
+    e2e_add_unreadable(t);
 }
 
 static void
