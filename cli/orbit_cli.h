@@ -61,6 +61,27 @@ int cli_parse_size(const char *s, uint64_t *out);
 int cli_parse_args(int argc, char **argv, struct cli_opts *o);
 void cli_usage(const char *command, int to_stderr);
 
+/* --api: the control plane served during a job */
+struct api_server;
+struct bulletin_board;
+struct event_base;
+struct metrics_registry;
+struct sched;
+struct cli_api {
+    const char *spec; /* ADDR:PORT */
+    const char *job_id;
+    bool quiet;
+    struct journal *journal;
+    struct bulletin_board *bulletins;
+    struct metrics_registry *metrics;
+    struct sched *sched;
+    struct api_server *server;
+};
+int cli_parse_hostport(const char *spec, char *host, size_t hostcap,
+                       uint16_t *port);
+int cli_api_start(struct cli_api *a, struct event_base *base);
+void cli_api_stop(struct cli_api *a);
+
 int cli_cmd_transfer(const struct cli_opts *o);
 int cli_cmd_dlq(const struct cli_opts *o, const char *action);
 int cli_cmd_status(const struct cli_opts *o);

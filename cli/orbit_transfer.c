@@ -16,7 +16,9 @@
 
 #include <openssl/rand.h>
 
+#include "orbit/bulletin.h"
 #include "orbit/error.h"
+#include "orbit/metrics.h"
 #include "orbit/journal.h"
 #include "orbit/orbit_clock.h"
 #include "orbit/provenance.h"
@@ -28,6 +30,8 @@
 
 struct xfer_ui {
     const struct cli_opts *o;
+    struct cli_api api;
+    int api_err;
     bool tty;
     uint64_t t0_ms;
     size_t progress_len;
@@ -429,6 +433,22 @@ record_end(struct journal *j, const char *id, int rc, size_t ndl,
     journal_job_set_state(j, id, final_state(rc, ndl));
 }
 
+static void
+on_loop(void *arg, struct sched *s, struct event_base *base, bool start)
+{
+    struct xfer_ui *ui = arg;
+    if (!ui->api.spec)
+        return;
+    if (!start) {
+        cli_api_stop(&ui->api);
+        return;
+    }
+    ui->api.sched = s;
+    ui->api_err = cli_api_start(&ui->api, base);
+    if (ui->api_err != 0)
+        sched_cancel(s);
+}
+
 static volatile sig_atomic_t interrupted;
 static struct sched *running;
 
@@ -472,6 +492,8 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     int exit_code = ORBIT_EXIT_FATAL;
     struct sched *s = NULL;
     struct journal *j = NULL;
+    struct bulletin_board *bulletins = NULL;
+    struct metrics_registry *metrics = NULL;
     struct dlq_entry *dl = NULL;
     size_t ndl = 0;
     bool resumed = false;
@@ -516,6 +538,20 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     cfg.only_paths = o_in->only_paths;
     cfg.nonly_paths = o_in->nonly_paths;
     cfg.on_file = on_file;
+    cfg.on_loop = on_loop;
+    if (o.api) {
+        if (bulletin_board_new(1000, &bulletins) != 0 ||
+            metrics_registry_new(0, &metrics) != 0)
+            goto out;
+        ui.api = (struct cli_api){.spec = o.api,
+                                  .job_id = x->job_id,
+                                  .quiet = o.quiet,
+                                  .journal = j,
+                                  .bulletins = bulletins,
+                                  .metrics = metrics};
+        cfg.bulletins = bulletins;
+        cfg.metrics = metrics;
+    }
     cfg.on_progress = print_progress;
     cfg.arg = &ui;
     const char *fast = getenv("ORBIT_RETRY_INITIAL_MS");
@@ -542,7 +578,9 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     double secs = (double)(orbit_clock_monotonic_ms(NULL) - ui.t0_ms) / 1000.0;
     if (j)
         record_end(j, x->job_id, rc, ndl, &st);
-    if (rc == 0)
+    if (ui.api_err != 0)
+        rc = ui.api_err; /* already said why */
+    else if (rc == 0)
         print_report(&ui, &st, dl, ndl, secs);
     else if (rc != ORBIT_ECANCELED)
         fprintf(stderr, "orbit: %s\n",
@@ -558,6 +596,8 @@ out:
     dlq_entries_free(dl, ndl);
     sched_free(s);
     journal_close(j);
+    bulletin_board_free(bulletins);
+    metrics_registry_free(metrics);
     free(x);
     return exit_code;
 }

@@ -17,6 +17,8 @@
 #include <openssl/rand.h>
 
 #include "orbit/backpressure.h"
+#include "orbit/bulletin.h"
+#include "orbit/metrics.h"
 #include "orbit/breaker.h"
 #include "orbit/chunk_codec.h"
 #include "orbit/chunker.h"
@@ -36,6 +38,7 @@
 #define HELD_LIMIT       ((size_t)24 << 20)
 #define RECONNECT_MS     1000
 #define JOURNAL_FLUSH_MS 1000
+#define HEALTH_MS        5000 /* how often each star is asked HEALTH */
 
 struct sched {
     struct sched_config cfg;
@@ -70,6 +73,8 @@ struct sched {
     char fatal_msg[512];
     uint64_t last_progress_ms;
     uint64_t last_flush_ms;
+    struct metrics_counter *m_sent, *m_dedup, *m_files, *m_dead, *m_retries;
+    struct metrics_gauge *m_active;
     /* --bwlimit token bucket */
     double bw_tokens;
     uint64_t bw_last_ms;
@@ -119,8 +124,35 @@ set_fatal(struct sched *s, int err, const char *what, const char *detail)
  */
 
 void
+sched_bulletin(struct sched *s, const struct sched_dest *d, int severity,
+               const char *category, const char *message)
+{
+    if (!s->cfg.bulletins)
+        return;
+    struct bulletin_post p = {
+        .severity = severity >= 2   ? BULLETIN_ERROR
+                    : severity == 1 ? BULLETIN_WARNING
+                                    : BULLETIN_INFO,
+        .source = d ? BULLETIN_SOURCE_STAR : BULLETIN_SOURCE_JOB,
+        .source_name = d ? d->cfg->name : sched_job_id(s),
+        .category = category,
+        .job_id = sched_job_id(s),
+        .message = message,
+    };
+    bulletin_post(s->cfg.bulletins, &p, NULL);
+}
+
+static void
+count(struct metrics_counter *c, uint64_t n)
+{
+    if (c)
+        metrics_counter_add(c, n);
+}
+
+void
 sched_count_sent(struct sched *s, uint64_t stored, uint64_t raw)
 {
+    count(s->m_sent, stored);
     s->st.bytes_sent += stored;
     s->st.bytes_raw_sent += raw;
     s->st.chunks_sent++;
@@ -130,6 +162,7 @@ void
 sched_count_dedup(struct sched *s, struct sched_file *f, uint64_t raw)
 {
     s->st.bytes_dedup += raw;
+    count(s->m_dedup, raw);
     s->st.chunks_dedup++;
     f->bytes_dedup += raw;
 }
@@ -324,6 +357,7 @@ file_final(struct sched *s, struct sched_file *f)
     }
     if (retry) {
         s->st.retries++;
+        count(s->m_retries, 1);
         unsigned d0 = (unsigned)__builtin_ctz(retry);
         emit(s, SCHED_FILE_RETRY, f, &s->dests[d0], f->fail_err[d0],
              f->fail_msg[d0], DLQ_RETRIES_EXHAUSTED);
@@ -336,6 +370,7 @@ file_final(struct sched *s, struct sched_file *f)
     penalty_box_clear(s->pb, f->rel);
     if (f->failed_mask == 0) {
         s->st.files_done++;
+        count(s->m_files, 1);
         s->st.bytes_done += f->ftype == WIRE_FT_REGULAR ? f->size : 0;
         sched_walk_mark_done(&s->walk, f);
         emit(s, SCHED_FILE_DONE, f, NULL, 0, NULL, DLQ_RETRIES_EXHAUSTED);
@@ -765,6 +800,14 @@ on_tick(evutil_socket_t fd, short what, void *arg)
     for (unsigned d = 0; d < s->ndests; d++)
         sched_dest_pump(&s->dests[d]);
     uint64_t now = now_ms();
+    for (unsigned d = 0; d < s->ndests; d++) {
+        if (now - s->dests[d].last_health_ms >= HEALTH_MS) {
+            s->dests[d].last_health_ms = now;
+            sched_dest_health(&s->dests[d]);
+        }
+    }
+    if (s->m_active)
+        metrics_gauge_set_i64(s->m_active, (int64_t)s->active);
     if (now - s->last_flush_ms >= JOURNAL_FLUSH_MS) {
         s->last_flush_ms = now;
         sched_walk_flush(&s->walk);
@@ -833,7 +876,20 @@ sched_dest_ready(struct sched *s, struct sched_dest *d, int status)
         }
         return;
     }
+    enum breaker_state before = breaker_state(d->breaker);
     breaker_record_failure(d->breaker, now_ms());
+    if (d->was_ready) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s: connection lost (%s); reconnecting",
+                 d->cfg->name, orbit_strerror(status));
+        sched_bulletin(s, d, 1, "connection", msg);
+    }
+    if (before != BREAKER_OPEN && breaker_state(d->breaker) == BREAKER_OPEN) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s: circuit opened after %u failures",
+                 d->cfg->name, breaker_failures(d->breaker));
+        sched_bulletin(s, d, 2, "circuit_open", msg);
+    }
     if (!d->was_ready) {
         char what[512];
         snprintf(what, sizeof what, "cannot reach %s", d->cfg->name);
@@ -966,10 +1022,73 @@ sched_get_stats(const struct sched *s, struct sched_stats *out)
     *out = s->st;
 }
 
+void
+sched_journal_flush(struct sched *s)
+{
+    sched_walk_flush(&s->walk);
+}
+
+void
+sched_star_each(struct sched *s,
+                void (*each)(void *ctx, const struct sched_star_view *v),
+                void *ctx)
+{
+    for (unsigned i = 0; i < s->ndests; i++) {
+        const struct sched_dest *d = &s->dests[i];
+        struct backpressure_stats bs = {0};
+        if (d->guard)
+            backpressure_stats(d->guard, &bs);
+        struct sched_star_view v = {
+            .name = d->cfg->name,
+            .address = d->address,
+            .state = d->ready       ? "ready"
+                     : d->was_ready ? "reconnecting"
+                                    : "connecting",
+            .circuit = d->breaker ? breaker_state_str(breaker_state(d->breaker))
+                                  : "closed",
+            .advisories = d->advisories,
+            .disk_total = d->disk_total,
+            .disk_used = d->disk_used,
+            .last_seen_ms = d->last_seen_ms,
+            .inflight_objects = bs.objects,
+            .inflight_bytes = bs.bytes,
+        };
+        each(ctx, &v);
+    }
+}
+
 int
 sched_dead_letters(struct sched *s, struct dlq_entry **out, size_t *n)
 {
     return dlq_drain(s->dlq, out, n);
+}
+
+/* Handles made once; updates are then lock-free atomics. A registry that
+ * refuses one (cardinality cap) only costs that metric. */
+static void
+metrics_setup(struct sched *s)
+{
+    struct metrics_registry *m = s->cfg.metrics;
+    if (!m)
+        return;
+    metrics_counter_get(m, "orbit_bytes_sent_total",
+                        "Stored chunk bytes sent to stars", NULL, 0,
+                        &s->m_sent);
+    metrics_counter_get(m, "orbit_bytes_deduplicated_total",
+                        "Chunk bytes a star already held", NULL, 0,
+                        &s->m_dedup);
+    metrics_counter_get(m, "orbit_files_completed_total",
+                        "Files committed on every destination", NULL, 0,
+                        &s->m_files);
+    metrics_counter_get(m, "orbit_dead_letters_total",
+                        "Items given up on, by file and destination", NULL, 0,
+                        &s->m_dead);
+    metrics_counter_get(m, "orbit_retries_total",
+                        "File attempts penalized and retried", NULL, 0,
+                        &s->m_retries);
+    metrics_gauge_get_i64(m, "orbit_files_active",
+                          "Files being read, sent or committed", NULL, 0,
+                          &s->m_active);
 }
 
 static int
@@ -994,6 +1113,8 @@ loop_setup(struct sched *s)
     s->rd.held_limit = HELD_LIMIT;
     int rc = sched_readers_start(&s->rd, s->cfg.jobs, s->wake_ev);
     s->readers_started = true;
+    if (rc == 0)
+        metrics_setup(s);
     return rc;
 }
 
@@ -1041,8 +1162,12 @@ sched_run(struct sched *s)
                      s->cfg.dests[i].name, orbit_strerror(rc));
     }
     if (rc == 0) {
+        if (s->cfg.on_loop)
+            s->cfg.on_loop(s->cfg.arg, s, s->base, true);
         event_base_dispatch(s->base);
         rc = s->fatal;
+        if (s->cfg.on_loop)
+            s->cfg.on_loop(s->cfg.arg, s, s->base, false);
     }
     report_progress(s, true);
     /* Files still in flight (canceled, fatal) are abandoned: the journal

@@ -19,6 +19,7 @@
 #include "orbit/breaker.h"
 #include "orbit/chunk_codec.h"
 #include "orbit/error.h"
+#include "orbit/orbit_clock.h"
 #include "orbit/star.h"
 #include "orbit/wire_client.h"
 #include "sched_internal.h"
@@ -243,6 +244,8 @@ on_put(void *arg, int status, const struct wire_msg *reply)
     struct put_ctx *c = arg;
     struct sched_dest *d = c->d;
     backpressure_release(d->guard, 1, c->len);
+    if (reply)
+        d->last_seen_ms = orbit_clock_realtime_ms(NULL);
     if (status != 0)
         reply_fail(d, c->f, status, reply);
     c->f->pending[d->idx]--;
@@ -658,6 +661,54 @@ on_drain(void *arg)
 }
 
 static void
+on_star_bulletin(void *arg, const struct wire_bulletin *b)
+{
+    struct sched_dest *d = arg;
+    char cat[64], msg[512];
+    snprintf(cat, sizeof cat, "%.*s", (int)b->category_len, b->category);
+    snprintf(msg, sizeof msg, "%.*s", (int)b->message_len, b->message);
+    sched_bulletin(d->s, d, b->severity, cat[0] ? cat : "star", msg);
+}
+
+static const char *const adv_names[] = {
+    "disk_warning",   "disk_critical",   "disk_exhaustion_predicted",
+    "throughput_low", "error_rate_high",
+};
+
+static void
+on_health(void *arg, int status, const struct wire_msg *reply)
+{
+    struct sched_dest *d = arg;
+    if (status != 0 || !reply)
+        return;
+    const struct wire_health_reply *h = &reply->u.health;
+    d->last_seen_ms = orbit_clock_realtime_ms(NULL);
+    d->disk_total = h->disk_total;
+    d->disk_used = h->disk_used;
+    uint32_t fresh = h->advisories & ~d->advisories;
+    d->advisories = h->advisories;
+    for (unsigned i = 0; i < 5; i++) {
+        if (!(fresh & (1u << i)))
+            continue;
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: %s (disk %llu of %llu bytes used)",
+                 d->cfg->name, adv_names[i], (unsigned long long)h->disk_used,
+                 (unsigned long long)h->disk_total);
+        bool bad =
+            (1u << i) & (WIRE_ADV_DISK_CRITICAL | WIRE_ADV_DISK_EXHAUSTION);
+        sched_bulletin(d->s, d, bad ? 2 : 1, adv_names[i], msg);
+    }
+}
+
+/* Ask the star how it is (every few seconds, from the scheduler's tick). */
+void
+sched_dest_health(struct sched_dest *d)
+{
+    if (d->client && d->ready)
+        wire_client_health(d->client, on_health, d, NULL);
+}
+
+static void
 on_closed(void *arg, int status)
 {
     struct sched_dest *d = arg;
@@ -717,9 +768,15 @@ sched_dest_open(struct sched_dest *d)
         .on_ready = on_ready,
         .on_closed = on_closed,
         .on_drain = on_drain,
+        .on_bulletin = on_star_bulletin,
         .arg = d,
     };
     int rc = 0;
+    if (d->cfg->kind == SCHED_DEST_LOCAL)
+        snprintf(d->address, sizeof d->address, "local:%s", d->cfg->root);
+    else
+        snprintf(d->address, sizeof d->address, "%s:%u", d->cfg->host,
+                 (unsigned)d->cfg->port);
     if (d->cfg->kind == SCHED_DEST_LOCAL) {
         if (!d->star && (rc = local_star(d)) != 0)
             return rc;

@@ -158,6 +158,11 @@ struct sched_dest {
     uint8_t *zbuf;
     size_t zcap;
     struct event *reconnect_ev;
+    char address[300];
+    uint32_t advisories;
+    uint64_t disk_total, disk_used;
+    uint64_t last_seen_ms;
+    uint64_t last_health_ms;
     /* files whose manifest waits for room in the connection */
     struct sched_file *commitq[SCHED_COMMITQ];
     size_t commitq_head, commitq_len;
@@ -200,6 +205,10 @@ void sched_count_dedup(struct sched *s, struct sched_file *f, uint64_t raw);
 void sched_wake(struct sched *s);
 bool sched_bw_take(struct sched *s, uint64_t bytes);
 void sched_delete_done(struct sched *s, int status);
+/* Post a bulletin about destination d (d NULL: about the job). */
+void sched_bulletin(struct sched *s, const struct sched_dest *d, int severity,
+                    const char *category, const char *message);
+void sched_dest_health(struct sched_dest *d);
 struct event_base *sched_base(struct sched *s);
 const char *sched_job_id(struct sched *s);
 

@@ -31,7 +31,10 @@
 
 #include "orbit/dlq.h"
 
+struct bulletin_board;
+struct event_base;
 struct journal;
+struct metrics_registry;
 struct sched;
 
 #define SCHED_MAX_DESTS 8
@@ -125,6 +128,15 @@ struct sched_config {
     /* Only these relative paths (a dead-letter retry), when non-NULL. */
     const char *const *only_paths;
     size_t nonly_paths;
+    /* Where dead letters, lost connections, opened circuits and star
+     * advisories are posted (NULL: nowhere). */
+    struct bulletin_board *bulletins;
+    /* Counters and gauges of the job (NULL: none). */
+    struct metrics_registry *metrics;
+    /* Called with start = true once the loop exists (to serve an HTTP API
+     * on the same base), with start = false before it is torn down. */
+    void (*on_loop)(void *arg, struct sched *s, struct event_base *base,
+                    bool start);
     void (*on_file)(void *arg, const struct sched_file_event *ev);
     void (*on_progress)(void *arg, const struct sched_stats *st);
     void *arg;
@@ -145,6 +157,29 @@ void sched_get_stats(const struct sched *s, struct sched_stats *out);
 
 /* Why sched_run() failed ("" when it did not); valid until sched_free. */
 const char *sched_fatal_message(const struct sched *s);
+
+/* What the scheduler knows of one destination, for `GET /api/stars`. */
+struct sched_star_view {
+    const char *name;
+    const char *address; /* "host:port" or "local" */
+    const char *state;   /* "connecting", "ready", "reconnecting" */
+    const char *circuit; /* breaker_state_str() */
+    uint32_t advisories; /* WIRE_ADV_* bits from its last HEALTH */
+    uint64_t disk_total;
+    uint64_t disk_used;
+    uint64_t last_seen_ms; /* realtime of its last reply, 0: never */
+    uint64_t inflight_objects;
+    uint64_t inflight_bytes;
+};
+
+/* Calls emit once per destination (on the loop's thread). */
+void sched_star_each(struct sched *s,
+                     void (*each)(void *ctx, const struct sched_star_view *v),
+                     void *ctx);
+
+/* Commit the journal writes the scheduler has grouped so far (call before
+ * reading the journal from the scheduler's thread). */
+void sched_journal_flush(struct sched *s);
 
 /* The dead letters of this run, oldest first (see dlq_drain). */
 int sched_dead_letters(struct sched *s, struct dlq_entry **out, size_t *n);
