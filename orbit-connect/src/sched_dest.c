@@ -589,6 +589,12 @@ static void
 on_list(void *arg, int status, const struct wire_msg *reply)
 {
     struct sched_dest *d = arg;
+    if (status == ORBIT_ENOENT && d->cursor[0] == '\0') {
+        /* PATH is not at the star yet: a first sync lists nothing. */
+        d->listing_done = true;
+        sched_dest_listed_done(d->s, d, 0);
+        return;
+    }
     if (status != 0) {
         sched_dest_listed_done(d->s, d, status);
         return;
