@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "e2e_util.h"
 
@@ -106,4 +107,29 @@ Test(cli_star, unreachable_star_exits_one_promptly)
     cr_expect_lt(b.tv_sec - a.tv_sec, 20, "took %ld s to give up",
                  (long)(b.tv_sec - a.tv_sec));
     e2e_proc_free(&p);
+}
+
+Test(cli_star, sync_delete_over_the_network)
+{
+    struct e2e_tree tree;
+    e2e_make_tree(t->src, 30, 200000, &tree);
+    struct e2e_star star = {0};
+    e2e_star_start(t, &star, 0);
+    char url[128], under[E2E_PATH * 2], x[E2E_PATH * 3];
+    star_url(url, sizeof url, star.port, "mirror");
+    snprintf(under, sizeof under, "%s/mirror", star.root);
+    E2E_ORBIT_OK(t, "sync", "--token-file", star.token_file, t->src_slash, url);
+    snprintf(x, sizeof x, "%s/extra.txt", under);
+    e2e_write_file(x, 10, 1, 0644, 0);
+    snprintf(x, sizeof x, "%s/olddir", under);
+    e2e_mkdir(x, 0755);
+    snprintf(x, sizeof x, "%s/olddir/y", under);
+    e2e_write_file(x, 10, 2, 0644, 0);
+    snprintf(x, sizeof x, "%s/%s", t->src, tree.dup_b);
+    cr_assert_eq(unlink(x), 0);
+    E2E_ORBIT_OK(t, "sync", "--delete", "--token-file", star.token_file,
+                 t->src_slash, url);
+    cr_assert_eq(e2e_compare_trees(t->src, under, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "sync --delete over star:// left the trees different");
+    e2e_star_stop(&star);
 }

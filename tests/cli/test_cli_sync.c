@@ -258,3 +258,30 @@ Test(cli_sync, dry_run_changes_nothing)
     cr_assert_eq(memcmp(got, want, n), 0, "--dry-run changed %s", tree.big);
     free(got);
 }
+
+/* rsync -a replaces an entry whose type changed; so does sync. */
+Test(cli_sync, an_entry_that_changed_type_is_replaced)
+{
+    put(t->src, "was-file", 1000, 1);
+    put(t->src, "was-dir", (size_t)-1, 0);
+    put(t->src, "was-dir/in.txt", 2000, 2);
+    struct e2e_proc p;
+    sync_report(&p, NULL);
+    e2e_proc_free(&p);
+    char a[E2E_PATH * 2];
+    snprintf(a, sizeof a, "%s/was-file", t->src);
+    cr_assert_eq(unlink(a), 0);
+    put(t->src, "was-file", (size_t)-1, 0);
+    put(t->src, "was-file/now-inside.txt", 3000, 3);
+    snprintf(a, sizeof a, "%s/was-dir/in.txt", t->src);
+    cr_assert_eq(unlink(a), 0);
+    snprintf(a, sizeof a, "%s/was-dir", t->src);
+    cr_assert_eq(rmdir(a), 0);
+    put(t->src, "was-dir", 4000, 4);
+    int code = E2E_ORBIT_RUN(t, &p, "sync", "--delete", t->src_slash, t->dst);
+    cr_expect_eq(code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", code, p.out,
+                 p.err);
+    e2e_proc_free(&p);
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "entries that changed type were not replaced");
+}
