@@ -27,8 +27,8 @@ struct e2e {
     char state[E2E_PATH];
     char src_slash[E2E_PATH + 2]; /* src with a trailing '/' */
     unsigned nruns;
-    bool as_nobody; /* run orbit as uid/gid 65534 (root only) */
-    pid_t live[8];  /* children to kill at teardown if still running */
+    bool no_dac;   /* root: run orbit without CAP_DAC_* (modes apply) */
+    pid_t live[8]; /* children to kill at teardown if still running */
 };
 
 void e2e_setup(struct e2e *t);
@@ -101,8 +101,8 @@ void e2e_make_tree(const char *root, unsigned nfiles, size_t big_size,
                    struct e2e_tree *out);
 
 /* Add SRC/bad/: ok.txt, secret.bin (mode 000) and locked/ (mode 000, with
- * inside.txt). As root, also hand the workspace to nobody and run orbit as
- * nobody, since root reads anything. */
+ * inside.txt). Root reads anything, so as root orbit then runs without the
+ * capabilities that bypass file modes. */
 void e2e_add_unreadable(struct e2e *t);
 
 enum {

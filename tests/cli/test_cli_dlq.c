@@ -3,8 +3,8 @@
  * directory that cannot be listed become dead letters with their reason,
  * the run ends with exit 3, and every other file arrives intact.
  *
- * Root reads anything, so as root orbit runs as nobody (65534) over a tree
- * nobody owns; the unreadable entries are mode 000.
+ * The unreadable entries are mode 000; root reads anything, so as root
+ * orbit runs without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
