@@ -3,6 +3,7 @@
  * or directory beneath ROOT) and HEALTH (disk figures, counters, state).
  */
 #include <dirent.h>
+#include <event2/event.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -393,6 +394,21 @@ advisories_of(unsigned h)
     return a;
 }
 
+uint32_t
+star_health_sample(struct star *s, uint64_t *total, uint64_t *used)
+{
+    struct statvfs vfs;
+    uint64_t now = star_now_ms();
+    *total = *used = 0;
+    if (fstatvfs(s->rootfd, &vfs) == 0) {
+        *total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+        *used = (uint64_t)(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+        if (*total > 0)
+            health_record_disk(s->health, now, *used, *total);
+    }
+    return advisories_of(health_evaluate(s->health, now, NULL));
+}
+
 void
 star_handle_health(struct star_conn *c, const struct wire_msg *m)
 {
@@ -402,22 +418,14 @@ star_handle_health(struct star_conn *c, const struct wire_msg *m)
     r.type = WIRE_HEALTH_REPLY;
     r.request_id = m->request_id;
     struct wire_health_reply *h = &r.u.health;
-    struct statvfs vfs;
-    uint64_t now = star_now_ms();
-    if (fstatvfs(s->rootfd, &vfs) == 0) {
-        h->disk_total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
-        h->disk_used = (uint64_t)(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
-        if (h->disk_total > 0)
-            health_record_disk(s->health, now, h->disk_used, h->disk_total);
-    }
-    h->advisories = advisories_of(health_evaluate(s->health, now, NULL));
+    h->advisories = star_health_sample(s, &h->disk_total, &h->disk_used);
     h->bytes_received = s->stats.bytes_received;
     h->chunks_received = s->stats.chunks_received;
     h->errors_total = s->stats.errors_total;
     h->errors_io = s->stats.errors_io;
     h->errors_proto = s->stats.errors_proto;
     h->errors_auth = s->stats.errors_auth;
-    h->uptime_sec = (now - s->started_ms) / 1000;
+    h->uptime_sec = (star_now_ms() - s->started_ms) / 1000;
     h->connections = s->nconns;
     h->state = s->state == STAR_REGISTERED ? WIRE_STATE_STARTING
                : s->state == STAR_SCHEDULED
@@ -425,4 +433,60 @@ star_handle_health(struct star_conn *c, const struct wire_msg *m)
                : s->state == STAR_DRAINING ? WIRE_STATE_DRAINING
                                            : WIRE_STATE_STOPPING;
     star_send(c, &r);
+}
+
+static const char *const adv_names[] = {"disk_warning", "disk_critical",
+                                        "disk_exhaustion_predicted",
+                                        "throughput_low", "error_rate_high"};
+
+/* Periodically: sample the disk, and tell every client when the
+ * advisories change. */
+static void
+health_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct star *s = arg;
+    uint64_t total = 0, used = 0;
+    uint32_t adv = star_health_sample(s, &total, &used);
+    if (adv == s->last_advisories)
+        return;
+    s->last_advisories = adv;
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "star %s: disk %.1f%% used; %s", s->name,
+                     total ? 100.0 * (double)used / (double)total : 0.0,
+                     adv ? "advisories:" : "healthy again");
+    for (size_t i = 0; i < 5 && n > 0 && (size_t)n < sizeof msg; i++)
+        if (adv & (1u << i))
+            n += snprintf(msg + n, sizeof msg - (size_t)n, " %s", adv_names[i]);
+    star_log(s, "%s", msg);
+    struct wire_msg b;
+    memset(&b, 0, sizeof b);
+    b.type = WIRE_BULLETIN;
+    b.u.bulletin.severity =
+        adv & (WIRE_ADV_DISK_CRITICAL | WIRE_ADV_DISK_EXHAUSTION)
+            ? WIRE_SEV_ERROR
+        : adv ? WIRE_SEV_WARNING
+              : WIRE_SEV_INFO;
+    b.u.bulletin.advisories = adv;
+    b.u.bulletin.category = "health";
+    b.u.bulletin.category_len = 6;
+    b.u.bulletin.message = msg;
+    b.u.bulletin.message_len = strlen(msg);
+    for (struct star_conn *c = s->conns; c; c = c->next)
+        if (c->phase == CONN_READY && !c->closing)
+            star_send(c, &b);
+}
+
+int
+star_health_start(struct star *s)
+{
+    if (s->cfg.health_interval_ms == 0)
+        return 0;
+    s->health_timer = event_new(s->base, -1, EV_PERSIST, health_tick, s);
+    if (!s->health_timer)
+        return ORBIT_ENOMEM;
+    uint32_t ms = s->cfg.health_interval_ms;
+    struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
+    return event_add(s->health_timer, &tv) == 0 ? 0 : ORBIT_ENOMEM;
 }

@@ -90,6 +90,8 @@ struct star {
     struct evconnlistener *listener;
     uint16_t port;
     struct event *drain_timer;
+    struct event *health_timer;
+    uint32_t last_advisories;
 
     enum star_state state; /* written on the loop thread under mu */
     struct star_conn *conns;
@@ -149,5 +151,9 @@ void star_partials_free(struct star *s);
 void star_handle_list(struct star_conn *c, const struct wire_msg *m);
 void star_handle_delete(struct star_conn *c, const struct wire_msg *m);
 void star_handle_health(struct star_conn *c, const struct wire_msg *m);
+/* Sample the disk into the health monitor; the wire advisories now. */
+uint32_t star_health_sample(struct star *s, uint64_t *total, uint64_t *used);
+/* Arm the periodic health check (BULLETINs on advisory changes). */
+int star_health_start(struct star *s);
 
 #endif

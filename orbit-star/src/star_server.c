@@ -73,6 +73,7 @@ star_config_init(struct star_config *c)
     c->idle_timeout_ms = 300000;
     c->frame_timeout_ms = 30000;
     c->drain_timeout_ms = 30000;
+    c->health_interval_ms = 5000;
     c->batch_max_chunks = 512;
     c->batch_max_bytes = (uint64_t)64 << 20;
     c->batch_delay_us = 0;
@@ -998,7 +999,7 @@ setup(struct star *s, const struct star_config *cfg)
     s->drain_timer = evtimer_new(s->base, drain_timeout_cb, s);
     if (!s->scratch || !s->scratch2 || !s->locs || !s->zdctx || !s->drain_timer)
         return ORBIT_ENOMEM;
-    return 0;
+    return star_health_start(s);
 }
 
 int
@@ -1060,6 +1061,8 @@ star_free(struct star *s)
     star_partials_free(s);
     if (s->drain_timer)
         event_free(s->drain_timer);
+    if (s->health_timer)
+        event_free(s->health_timer);
     if (s->own_base)
         event_base_free(s->base);
     star_store_close(s->store);

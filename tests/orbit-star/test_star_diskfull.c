@@ -18,6 +18,7 @@ Test(star_diskfull, enospc_is_typed_and_the_star_keeps_serving)
     }
     struct star_config cfg;
     ts_config(&cfg, t.root);
+    cfg.health_interval_ms = 50;
     ts_start_cfg(&t, &cfg);
     int fd = tc_open(t.port);
     enum { LEN = 256 * 1024, MAX = 40 };
@@ -59,6 +60,13 @@ Test(star_diskfull, enospc_is_typed_and_the_star_keeps_serving)
     cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HEALTH_REPLY);
     cr_assert_geq(r.u.health.errors_io, 2);
     cr_assert(r.u.health.advisories & WIRE_ADV_DISK_CRITICAL);
+    /* and clients were told without asking */
+    usleep(200 * 1000);
+    m.request_id = 101;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HEALTH_REPLY);
+    cr_assert_geq(tc_bulletins, 1, "no BULLETIN");
+    cr_assert(tc_bulletin_adv & WIRE_ADV_DISK_CRITICAL, "%x", tc_bulletin_adv);
+    cr_assert_eq(tc_bulletin_sev, WIRE_SEV_ERROR);
     /* a small file still fits once space is freed: clean the staging */
     close(fd);
     free(buf);

@@ -152,7 +152,7 @@ tc_read_all(int fd, uint8_t *p, size_t n)
 
 /* Receive one frame into *buf (realloc'd), decoded into *m; -1 on close. */
 TS_UNUSED static int
-tc_recv(int fd, uint8_t **buf, struct wire_msg *m)
+tc_recv_any(int fd, uint8_t **buf, struct wire_msg *m)
 {
     uint8_t hdr[WIRE_HDR_LEN];
     if (tc_read_all(fd, hdr, sizeof hdr) < 0)
@@ -167,6 +167,24 @@ tc_recv(int fd, uint8_t **buf, struct wire_msg *m)
         return -1;
     cr_assert_eq(wire_decode(&h, b + WIRE_HDR_LEN, m), 0);
     return 0;
+}
+
+/* Unsolicited BULLETINs seen by tc_recv(): how many, the latest's bits. */
+static unsigned tc_bulletins;
+static uint32_t tc_bulletin_adv;
+static uint8_t tc_bulletin_sev;
+
+/* The next frame that is not an unsolicited BULLETIN. */
+TS_UNUSED static int
+tc_recv(int fd, uint8_t **buf, struct wire_msg *m)
+{
+    int rc;
+    while ((rc = tc_recv_any(fd, buf, m)) == 0 && m->type == WIRE_BULLETIN) {
+        tc_bulletins++;
+        tc_bulletin_adv = m->u.bulletin.advisories;
+        tc_bulletin_sev = m->u.bulletin.severity;
+    }
+    return rc;
 }
 
 /* Whether the peer closed (EOF) within a few seconds. */

@@ -4,6 +4,10 @@
  * for in-process destinations), storing chunks and committing files beneath
  * one root directory (docs/orbit-star.md).
  *
+ * Health: the disk is sampled every health_interval_ms into core-resilience's
+ * health monitor (with request outcomes); when the advisories change, every
+ * client past HELLO gets a BULLETIN (category "health").
+ *
  * Lifecycle: REGISTERED (created, refuses work) -> SCHEDULED (star_schedule:
  * accepts work) -> DRAINING (star_drain: no new connections, no new work,
  * in-flight requests finish) -> SHUTDOWN (every connection closed). Work
@@ -64,12 +68,15 @@ struct star_config {
     uint32_t idle_timeout_ms;  /* default 300000: no byte for this long */
     uint32_t frame_timeout_ms; /* default 30000: a started frame completes */
     uint32_t drain_timeout_ms; /* default 30000: then connections are cut */
-    uint32_t batch_max_chunks; /* default 512 PUTs per sync round */
-    uint64_t batch_max_bytes;  /* default 64 MiB per sync round */
-    uint32_t batch_delay_us;   /* default 0: sync at the end of a loop pass */
-    uint32_t commit_group_max; /* default 256 COMMITs (or 32 MiB of
-                                  manifests) per sync round */
-    uint64_t pack_max_bytes;   /* container rotation, default 4 GiB */
+    uint32_t health_interval_ms; /* default 5000: disk sampled, BULLETIN to
+                                    every client when advisories change;
+                                    0: only on HEALTH */
+    uint32_t batch_max_chunks;   /* default 512 PUTs per sync round */
+    uint64_t batch_max_bytes;    /* default 64 MiB per sync round */
+    uint32_t batch_delay_us;     /* default 0: sync at the end of a loop pass */
+    uint32_t commit_group_max;   /* default 256 COMMITs (or 32 MiB of
+                                    manifests) per sync round */
+    uint64_t pack_max_bytes;     /* container rotation, default 4 GiB */
     enum star_placement placement;
     bool quiet; /* no stderr lines (tests) */
     star_state_cb on_state;
