@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #define NREC 40
@@ -354,4 +355,59 @@ Test(pak, pool_rotates_reads_removes)
     pak_pool_free(p);
     free(out);
     free(st);
+}
+
+struct pool_worker {
+    struct pak_pool *pool;
+    int first, step;
+    struct pak_loc locs[NREC];
+    int errors;
+};
+
+static void *
+append_and_read(void *arg)
+{
+    struct pool_worker *pw = arg;
+    uint8_t *out = malloc(20000);
+    for (int i = pw->first; i < NREC; i += pw->step) {
+        if (pak_pool_append(pw->pool, &recs[i].id, CHUNK_CODEC_RAW,
+                            recs[i].raw_len, recs[i].raw, recs[i].raw_len,
+                            &pw->locs[i]) != 0 ||
+            pak_pool_read(pw->pool, &pw->locs[i], &recs[i].id, out, 20000,
+                          NULL) != 0)
+            pw->errors++;
+    }
+    free(out);
+    return NULL;
+}
+
+Test(pak, pool_is_thread_safe)
+{
+    struct pak_pool_opts o;
+    struct pak_pool *p = NULL;
+    char pdir[128];
+    pak_pool_opts_default(&o);
+    o.rotate_size = 50000;
+    o.sync.mode = PAK_SYNC_EVERY_BYTES;
+    o.sync.every_bytes = 30000;
+    snprintf(pdir, sizeof pdir, "%s/packs", dir);
+    cr_assert_eq(pak_pool_open(pdir, &o, &p), 0);
+    static struct pool_worker w[4];
+    pthread_t t[4];
+    for (int k = 0; k < 4; k++) {
+        w[k] = (struct pool_worker){.pool = p, .first = k, .step = 4};
+        pthread_create(&t[k], NULL, append_and_read, &w[k]);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(t[k], NULL);
+        cr_assert_eq(w[k].errors, 0);
+    }
+    /* every record, whoever wrote it, reads back from its location */
+    uint8_t *out = malloc(20000);
+    for (int i = 0; i < NREC; i++)
+        cr_assert_eq(
+            pak_pool_read(p, &w[i % 4].locs[i], &recs[i].id, out, 20000, NULL),
+            0, "%s", pak_pool_errmsg(p));
+    free(out);
+    pak_pool_free(p);
 }
