@@ -117,6 +117,8 @@ const char *pak_reader_errmsg(const struct pak_reader *r);
  * pak_scanner_offset() is where the scan stopped (the end of the last whole
  * record). With verify set, every record's bytes are decoded and checked
  * against its chunk id too (ORBIT_ECORRUPT / ORBIT_ECODEC on mismatch).
+ * pak_scanner_open() succeeds once the file is open; a bad file header is
+ * what the first pak_scanner_next() reports (offset 0).
  */
 int pak_scanner_open(const char *path, bool verify, struct pak_scanner **out);
 /* Same over an open file (duplicated: the caller keeps fd); name for
