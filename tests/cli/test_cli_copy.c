@@ -58,6 +58,9 @@ Test(cli_copy, generated_tree_arrives_identical_and_verify_agrees)
                  (unsigned long long)r.files_seen, tree.files, tree.dirs,
                  tree.links);
     cr_expect_geq(r.bytes_read, tree.bytes - tree.bytes / 100);
+    /* the duplicate file's chunks travel once */
+    cr_expect_leq(r.bytes_sent, tree.bytes - 600000 + tree.bytes / 50,
+                  "the duplicate's chunks were sent twice:\n%s", p.out);
     e2e_proc_free(&p);
 
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
