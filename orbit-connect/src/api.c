@@ -24,6 +24,18 @@
 
 #define API_TOKEN_MAX 4096u
 
+__attribute__((weak)) void *
+api_malloc(size_t size)
+{
+    return malloc(size);
+}
+
+__attribute__((weak)) void *
+api_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+
 void
 api_config_init(struct api_config *cfg)
 {
@@ -237,15 +249,19 @@ api_server_new(struct event_base *base, const struct api_config *cfg,
         return ORBIT_EINVAL;
     if (cfg->token && strlen(cfg->token) > API_TOKEN_MAX)
         return ORBIT_ETOOBIG;
-    struct api_server *s = calloc(1, sizeof *s);
+    struct api_server *s = api_calloc(1, sizeof *s);
     if (!s)
         return ORBIT_ENOMEM;
     s->base = base;
     s->cfg = *cfg;
     s->cfg.token = NULL;
     s->started_ms = orbit_clock_monotonic_ms(NULL);
-    if (cfg->token && *cfg->token && !(s->token = strdup(cfg->token)))
-        goto fail;
+    if (cfg->token && *cfg->token) {
+        size_t n = strlen(cfg->token) + 1;
+        if (!(s->token = api_malloc(n)))
+            goto fail;
+        memcpy(s->token, cfg->token, n);
+    }
     if (!(s->http = evhttp_new(base)))
         goto fail;
     evhttp_set_max_headers_size(s->http, API_MAX_HEADERS_SIZE);

@@ -21,6 +21,12 @@ struct api_server {
     uint64_t started_ms;
 };
 
+/* The allocation seam of the HTTP API: every allocation it makes goes through
+ * these (memory is released with free()). The definitions are weak and call
+ * the C library, so a test can link strong ones that fail the Nth call. */
+void *api_malloc(size_t size);
+void *api_calloc(size_t n, size_t size);
+
 /* Sends body (consumed) with status code as application/json. */
 void api_reply_json(struct evhttp_request *req, int code, json_t *body);
 /* Sends {"error": error, "detail": detail} with status code. */

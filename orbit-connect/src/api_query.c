@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_internal.h"
 #include "orbit/api.h"
 #include "orbit/error.h"
 
@@ -86,7 +87,7 @@ api_query_parse(const char *qs, size_t len, struct api_query *q)
     if (len > API_QUERY_MAX_LEN)
         return ORBIT_ETOOBIG;
     /* Each pair adds at most two NULs to its own length. */
-    q->buf = malloc(2 * len + 2);
+    q->buf = api_malloc(2 * len + 2);
     if (!q->buf)
         return ORBIT_ENOMEM;
     size_t pos = 0, start = 0;

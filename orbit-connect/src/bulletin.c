@@ -27,6 +27,28 @@ struct bulletin_board {
     uint64_t evicted;
 };
 
+__attribute__((weak)) void *
+bulletin_malloc(size_t size)
+{
+    return malloc(size);
+}
+
+__attribute__((weak)) void *
+bulletin_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+
+static char *
+bulletin_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = bulletin_malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
 static const char *const bulletin_sev_names[] = {"info", "warning", "error"};
 static const char *const bulletin_src_names[] = {"job", "star"};
 
@@ -109,7 +131,7 @@ char *
 bulletin_utf8_copy(const char *s, size_t max)
 {
     size_t len = strlen(s), out = 0;
-    char *d = malloc((len < max ? len : max) + 1);
+    char *d = bulletin_malloc((len < max ? len : max) + 1);
     if (!d)
         return NULL;
     for (size_t i = 0; i < len;) {
@@ -153,10 +175,10 @@ bulletin_board_new(size_t capacity, struct bulletin_board **out)
         return ORBIT_EINVAL;
     if (capacity == 0)
         capacity = BULLETIN_CAPACITY_DEFAULT;
-    struct bulletin_board *b = calloc(1, sizeof *b);
+    struct bulletin_board *b = bulletin_calloc(1, sizeof *b);
     if (!b)
         return ORBIT_ENOMEM;
-    b->ring = calloc(capacity, sizeof *b->ring);
+    b->ring = bulletin_calloc(capacity, sizeof *b->ring);
     if (!b->ring || pthread_mutex_init(&b->mu, NULL) != 0) {
         free(b->ring);
         free(b);
@@ -241,10 +263,10 @@ static int
 bulletin_copy(const struct bulletin *src, struct bulletin *dst)
 {
     *dst = *src;
-    dst->source_name = strdup(src->source_name);
-    dst->category = strdup(src->category);
-    dst->job_id = strdup(src->job_id);
-    dst->message = strdup(src->message);
+    dst->source_name = bulletin_strdup(src->source_name);
+    dst->category = bulletin_strdup(src->category);
+    dst->job_id = bulletin_strdup(src->job_id);
+    dst->message = bulletin_strdup(src->message);
     if (dst->source_name && dst->category && dst->job_id && dst->message)
         return 0;
     bulletin_release(dst);
@@ -290,8 +312,8 @@ bulletin_query(struct bulletin_board *b, const struct bulletin_filter *f,
     }
     *out = NULL;
     *nout = 0;
-    size_t *offs = malloc(b->cap * sizeof *offs);
-    struct bulletin *list = calloc(b->cap, sizeof *list);
+    size_t *offs = bulletin_malloc(b->cap * sizeof *offs);
+    struct bulletin *list = bulletin_calloc(b->cap, sizeof *list);
     if (!offs || !list) {
         free(offs);
         free(list);

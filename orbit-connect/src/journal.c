@@ -170,13 +170,13 @@ journal_log_push(struct journal *j, MDB_dbi dbi, const void *k, size_t kl,
 {
     if (j->nlog == j->caplog) {
         size_t ncap = j->caplog ? j->caplog * 2 : 64;
-        struct journal_op *n = realloc(j->log, ncap * sizeof *n);
+        struct journal_op *n = journal_realloc(j->log, ncap * sizeof *n);
         if (!n)
             return ORBIT_ENOMEM;
         j->log = n;
         j->caplog = ncap;
     }
-    unsigned char *buf = malloc(kl + vl + 1);
+    unsigned char *buf = journal_malloc(kl + vl + 1);
     if (!buf)
         return ORBIT_ENOMEM;
     memcpy(buf, k, kl);
@@ -331,7 +331,7 @@ journal_open(const char *dir, struct journal **out)
     }
     if ((rc = journal_mkdirs(path)) != 0)
         return rc;
-    j = calloc(1, sizeof *j);
+    j = journal_calloc(1, sizeof *j);
     if (!j)
         return ORBIT_ENOMEM;
     j->mapsize = JOURNAL_MAP_INITIAL;
@@ -539,7 +539,7 @@ journal_job_unpack(const MDB_val *v, struct journal_job *job)
         return ORBIT_ECORRUPT;
     job->kind = (enum journal_job_kind)kind;
     job->state = (enum journal_job_state)state;
-    job->sources = calloc(n ? n : 1, sizeof *job->sources);
+    job->sources = journal_calloc(n ? n : 1, sizeof *job->sources);
     if (!job->sources)
         return ORBIT_ENOMEM;
     job->nsources = n;
@@ -805,7 +805,7 @@ journal_list_push(struct journal_job **arr, size_t *n, size_t *cap)
     if (*n < *cap)
         return 0;
     size_t ncap = *cap ? *cap * 2 : 16;
-    struct journal_job *p = realloc(*arr, ncap * sizeof *p);
+    struct journal_job *p = journal_realloc(*arr, ncap * sizeof *p);
     if (!p)
         return ORBIT_ENOMEM;
     *arr = p;
@@ -1145,7 +1145,9 @@ journal_dead_unpack(const MDB_val *v, const char *job_id, struct dlq_entry *e)
     e->last_failure_ms = journal_upk_u64(&up);
     e->source_path = journal_upk_str(&up);
     e->dest_path = journal_upk_str(&up);
-    e->job_id = up.err ? NULL : strdup(job_id);
+    e->job_id = up.err ? NULL : journal_malloc(JOURNAL_ID_LEN + 1);
+    if (e->job_id)
+        memcpy(e->job_id, job_id, JOURNAL_ID_LEN + 1);
     e->reason = (enum dlq_reason)reason;
     int rc = up.err;
     if (rc == 0 && !e->job_id)
@@ -1181,7 +1183,7 @@ journal_dead_list(struct journal *j, const char *job_id, struct dlq_entry **out,
     while (rc == 0 && mrc == 0 && journal_key_in_job(&k, job_id)) {
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
-            struct dlq_entry *p = realloc(arr, ncap * sizeof *p);
+            struct dlq_entry *p = journal_realloc(arr, ncap * sizeof *p);
             if (!p) {
                 rc = ORBIT_ENOMEM;
                 break;

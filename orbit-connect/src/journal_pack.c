@@ -5,6 +5,24 @@
 
 #include "orbit/error.h"
 
+__attribute__((weak)) void *
+journal_malloc(size_t size)
+{
+    return malloc(size);
+}
+
+__attribute__((weak)) void *
+journal_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+
+__attribute__((weak)) void *
+journal_realloc(void *p, size_t size)
+{
+    return realloc(p, size);
+}
+
 void
 journal_pk_raw(struct journal_pk *pk, const void *data, size_t len)
 {
@@ -18,7 +36,7 @@ journal_pk_raw(struct journal_pk *pk, const void *data, size_t len)
         size_t ncap = pk->cap ? pk->cap : 128;
         while (ncap < pk->len + len)
             ncap *= 2;
-        unsigned char *n = realloc(pk->buf, ncap);
+        unsigned char *n = journal_realloc(pk->buf, ncap);
         if (!n) {
             pk->err = ORBIT_ENOMEM;
             return;
@@ -90,7 +108,7 @@ journal_upk_str(struct journal_upk *up)
         up->err = ORBIT_ECORRUPT;
         return NULL;
     }
-    char *s = malloc((size_t)len + 1);
+    char *s = journal_malloc((size_t)len + 1);
     if (!s) {
         up->err = ORBIT_ENOMEM;
         return NULL;

@@ -22,6 +22,13 @@ struct journal_upk {
     int err; /* first error, sticky */
 };
 
+/* The allocation seam of the journal: every allocation it makes goes through
+ * these (memory is released with free()). The definitions are weak and call
+ * the C library, so a test can link strong ones that fail the Nth call. */
+void *journal_malloc(size_t size);
+void *journal_calloc(size_t n, size_t size);
+void *journal_realloc(void *p, size_t size);
+
 void journal_pk_u64(struct journal_pk *pk, uint64_t v);
 /* Appends len bytes without a length prefix. */
 void journal_pk_raw(struct journal_pk *pk, const void *data, size_t len);

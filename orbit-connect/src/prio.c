@@ -8,6 +8,7 @@
 
 #include "orbit/error.h"
 #include "orbit/walker.h"
+#include "prio_internal.h"
 
 struct prio_chain {
     enum prio_key keys[PRIO_CHAIN_MAX];
@@ -29,6 +30,28 @@ struct prio_window {
     size_t cap;
     uint64_t next_seq;
 };
+
+__attribute__((weak)) void *
+prio_malloc(size_t size)
+{
+    return malloc(size);
+}
+
+__attribute__((weak)) void *
+prio_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+
+static char *
+prio_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = prio_malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
 
 static const char *const prio_key_names[PRIO_KEY_COUNT] = {
     "tier", "smallest", "largest", "oldest", "newest", "fewest-retries"};
@@ -81,7 +104,7 @@ prio_chain_set_tiers(struct prio_chain *c, const char *const *globs, size_t n)
     if (n > PRIO_TIERS_MAX)
         return ORBIT_ETOOBIG;
     for (size_t i = 0; i < n; i++) {
-        copy[i] = globs[i] && *globs[i] ? strdup(globs[i]) : NULL;
+        copy[i] = globs[i] && *globs[i] ? prio_strdup(globs[i]) : NULL;
         if (!copy[i]) {
             int rc = globs[i] && *globs[i] ? ORBIT_ENOMEM : ORBIT_EINVAL;
             while (i-- > 0)
@@ -100,7 +123,7 @@ prio_chain_new(struct prio_chain **out)
 {
     if (!out)
         return ORBIT_EINVAL;
-    struct prio_chain *c = calloc(1, sizeof *c);
+    struct prio_chain *c = prio_calloc(1, sizeof *c);
     if (!c)
         return ORBIT_ENOMEM;
     int rc = prio_chain_set_tiers(c, prio_default_tiers,
@@ -288,10 +311,10 @@ prio_window_new(const struct prio_chain *c, size_t capacity,
 {
     if (!c || !out || capacity == 0 || capacity > SIZE_MAX / 2 / 64)
         return ORBIT_EINVAL;
-    struct prio_window *w = calloc(1, sizeof *w);
+    struct prio_window *w = prio_calloc(1, sizeof *w);
     if (!w)
         return ORBIT_ENOMEM;
-    w->heap = calloc(capacity, sizeof *w->heap);
+    w->heap = prio_calloc(capacity, sizeof *w->heap);
     if (!w->heap) {
         free(w);
         return ORBIT_ENOMEM;

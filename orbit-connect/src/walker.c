@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "orbit/error.h"
+#include "walker_internal.h"
 
 #define WALKER_PATH_CAP 4096u
 
@@ -52,10 +53,22 @@ struct walker {
     size_t mem_peak;
 };
 
+__attribute__((weak)) void *
+walker_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+
+__attribute__((weak)) void *
+walker_realloc(void *p, size_t size)
+{
+    return realloc(p, size);
+}
+
 static void *
 walker_alloc(struct walker *w, void *old, size_t old_size, size_t size)
 {
-    void *p = realloc(old, size);
+    void *p = walker_realloc(old, size);
     if (!p)
         return NULL;
     w->mem = w->mem - old_size + size;
@@ -203,7 +216,7 @@ walker_new(const char *root, const struct walker_opts *opts,
         (opts->nincludes && !opts->includes) ||
         (opts->nexcludes && !opts->excludes))
         return ORBIT_EINVAL;
-    w = calloc(1, sizeof *w);
+    w = walker_calloc(1, sizeof *w);
     if (!w)
         return ORBIT_ENOMEM;
     w->root_fd = -1;
