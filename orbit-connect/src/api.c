@@ -156,32 +156,42 @@ api_authorized(const struct api_server *s, struct evhttp_request *req)
 
 typedef void (*api_handler_fn)(struct api_server *, struct evhttp_request *,
                                const struct api_query *);
+typedef void (*api_item_fn)(struct api_server *, struct evhttp_request *,
+                            const struct api_query *, const char *);
 
+/* A route serves its path exactly, or (item) one more path segment. */
 struct api_route {
     const char *path;
     api_handler_fn fn;
+    api_item_fn item;
 };
 
 static const struct api_route api_routes[] = {
-    {"/healthz", api_get_healthz}, {"/api/bulletins", api_get_bulletins},
-    {"/api/jobs", api_get_jobs},   {"/api/jobs/", api_get_jobs},
-    {"/api/stars", api_get_stars}, {"/metrics", api_get_metrics},
+    {"/healthz", api_get_healthz, NULL},
+    {"/api/bulletins", api_get_bulletins, NULL},
+    {"/api/jobs", api_get_jobs, NULL},
+    {"/api/jobs/", api_get_jobs, NULL},
+    {"/api/jobs/", NULL, api_get_job},
+    {"/api/stars", api_get_stars, NULL},
+    {"/metrics", api_get_metrics, NULL},
 };
 
-#define API_JOB_PREFIX "/api/jobs/"
-
-/* Which handler serves path: a route, the job detail (*id set), or none. */
-static api_handler_fn
-api_route_find(const char *path, const char **id)
+/* The route serving path, with *item set to the last segment for an item
+ * route; NULL when none does. */
+static const struct api_route *
+api_route_find(const char *path, const char **item)
 {
-    *id = NULL;
-    for (size_t i = 0; i < sizeof api_routes / sizeof *api_routes; i++)
-        if (strcmp(path, api_routes[i].path) == 0)
-            return api_routes[i].fn;
-    size_t plen = strlen(API_JOB_PREFIX);
-    if (strncmp(path, API_JOB_PREFIX, plen) == 0 && !strchr(path + plen, '/')) {
-        *id = path + plen;
-        return api_get_jobs; /* a marker: the caller sees *id */
+    *item = NULL;
+    for (size_t i = 0; i < sizeof api_routes / sizeof *api_routes; i++) {
+        const struct api_route *r = &api_routes[i];
+        size_t n = strlen(r->path);
+        if (r->fn && strcmp(path, r->path) == 0)
+            return r;
+        if (r->item && strncmp(path, r->path, n) == 0 && path[n] &&
+            !strchr(path + n, '/')) {
+            *item = path + n;
+            return r;
+        }
     }
     return NULL;
 }
@@ -190,9 +200,9 @@ static void
 api_dispatch(struct api_server *s, struct evhttp_request *req, const char *path,
              const char *query)
 {
-    const char *id;
-    api_handler_fn fn = api_route_find(path, &id);
-    if (!fn) {
+    const char *item;
+    const struct api_route *route = api_route_find(path, &item);
+    if (!route) {
         api_reply_error(req, 404, "not found", path);
         return;
     }
@@ -210,10 +220,10 @@ api_dispatch(struct api_server *s, struct evhttp_request *req, const char *path,
         api_reply_error(req, 400, "malformed query string", orbit_strerror(rc));
         return;
     }
-    if (id)
-        api_get_job(s, req, &q, id);
+    if (route->item)
+        route->item(s, req, &q, item);
     else
-        fn(s, req, &q);
+        route->fn(s, req, &q);
     api_query_release(&q);
 }
 
