@@ -57,12 +57,23 @@ fu_fill(uint8_t *p, size_t n, uint64_t seed)
     }
 }
 
-/* A scratch directory under /tmp; path must hold 64 bytes. */
+/* Where scratch directories go: $ORBIT_FAULTS_TMPDIR, else tmpfs if
+ * there is one (the star fsyncs every file), else /tmp. */
+FU_UNUSED static const char *
+fu_scratch_base(void)
+{
+    const char *env = getenv("ORBIT_FAULTS_TMPDIR");
+    if (env && env[0])
+        return env;
+    return access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+}
+
+/* A scratch directory; path must hold its base and 32 bytes. */
 FU_UNUSED static void
 fu_mkdtemp(char *path, size_t cap, const char *tag)
 {
-    snprintf(path, cap, "/tmp/orbit-faults-%s.XXXXXX", tag);
-    cr_assert_not_null(mkdtemp(path), "mkdtemp: %s", strerror(errno));
+    snprintf(path, cap, "%s/orbit-faults-%s.XXXXXX", fu_scratch_base(), tag);
+    cr_assert_not_null(mkdtemp(path), "mkdtemp %s: %s", path, strerror(errno));
 }
 
 static int
@@ -118,12 +129,24 @@ fu_slurp(const char *path, size_t *len)
     return b;
 }
 
+/* Point fd at path (truncated), or leave it if path is NULL. */
+static void
+fu_redirect(int fd, const char *path)
+{
+    if (!path)
+        return;
+    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f >= 0)
+        dup2(f, fd);
+}
+
 /*
- * Start argv[0] with stdout on a pipe (returned in *out_fd, or -1 to leave
- * it) and stderr into err_path (NULL: inherited).
+ * Start argv[0]. Its stdout goes to a pipe returned in *out_fd, or else to
+ * out_path (NULL: inherited); its stderr to err_path (NULL: inherited).
  */
 FU_UNUSED static pid_t
-fu_spawn(char *const argv[], int *out_fd, const char *err_path)
+fu_spawn_to(char *const argv[], int *out_fd, const char *out_path,
+            const char *err_path)
 {
     int pfd[2] = {-1, -1};
     if (out_fd)
@@ -133,11 +156,8 @@ fu_spawn(char *const argv[], int *out_fd, const char *err_path)
     if (pid == 0) {
         if (out_fd)
             dup2(pfd[1], STDOUT_FILENO);
-        if (err_path) {
-            int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (e >= 0)
-                dup2(e, STDERR_FILENO);
-        }
+        fu_redirect(STDOUT_FILENO, out_path);
+        fu_redirect(STDERR_FILENO, err_path);
         execv(argv[0], argv);
         _exit(127);
     }
@@ -146,6 +166,12 @@ fu_spawn(char *const argv[], int *out_fd, const char *err_path)
         *out_fd = pfd[0];
     }
     return pid;
+}
+
+FU_UNUSED static pid_t
+fu_spawn(char *const argv[], int *out_fd, const char *err_path)
+{
+    return fu_spawn_to(argv, out_fd, NULL, err_path);
 }
 
 /* Read the first line of fd (a port) within timeout_ms; 0 on failure. */
@@ -264,6 +290,42 @@ fu_closed_within(int fd, int timeout_ms, bool *rst)
             return true;
         }
     }
+}
+
+/*
+ * Start the fault proxy in front of 127.0.0.1:target with the given extra
+ * options (NULL-terminated), stderr (its fault log and summary) into
+ * err_path. Returns its port; *pid is the process.
+ */
+FU_UNUSED static uint16_t
+fu_proxy_start(uint16_t target, const char *const extra[], const char *err_path,
+               pid_t *pid)
+{
+    char tport[16];
+    snprintf(tport, sizeof tport, "%u", target);
+    const char *argv[40] = {FAULTPROXY_BIN,  "--target", tport,
+                            "--max-seconds", "120",      "--verbose"};
+    size_t n = 6;
+    for (size_t i = 0; extra && extra[i] && n + 1 < 40; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    int out = -1;
+    *pid = fu_spawn((char *const *)argv, &out, err_path);
+    uint16_t port = fu_read_port(out, 10000);
+    close(out);
+    cr_assert_neq(port, 0, "the proxy printed no port");
+    return port;
+}
+
+/* The value of " key=" in a proxy summary line. */
+FU_UNUSED static uint64_t
+fu_summary_field(const char *summary, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, " %s=", key);
+    const char *p = strstr(summary, k);
+    cr_assert_not_null(p, "no %s in summary: %s", key, summary);
+    return strtoull(p + strlen(k), NULL, 10);
 }
 
 #endif

@@ -23,19 +23,7 @@ px_start(struct px *x, const char *const extra[])
     int efd = mkstemp(x->err);
     cr_assert_geq(efd, 0);
     close(efd);
-    char tport[16];
-    snprintf(tport, sizeof tport, "%u", x->tport);
-    const char *argv[32] = {FAULTPROXY_BIN,  "--target", tport,
-                            "--max-seconds", "60",       "--verbose"};
-    size_t n = 6;
-    for (size_t i = 0; extra && extra[i] && n + 1 < 32; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    int out = -1;
-    x->pid = fu_spawn((char *const *)argv, &out, x->err);
-    x->port = fu_read_port(out, 10000);
-    close(out);
-    cr_assert_neq(x->port, 0, "the proxy printed no port");
+    x->port = fu_proxy_start(x->tport, extra, x->err, &x->pid);
 }
 
 /* Stop the proxy; its summary must have been printed. */
@@ -140,16 +128,6 @@ flow_of(const uint8_t *out, size_t out_len, size_t in_cap)
     return f;
 }
 
-static uint64_t
-summary_field(const char *summary, const char *key)
-{
-    char k[64];
-    snprintf(k, sizeof k, " %s=", key);
-    const char *p = strstr(summary, k);
-    cr_assert_not_null(p, "no %s in summary: %s", key, summary);
-    return strtoull(p + strlen(k), NULL, 10);
-}
-
 Test(proxy, forwards_both_ways_unchanged_without_faults)
 {
     struct px x;
@@ -166,10 +144,10 @@ Test(proxy, forwards_both_ways_unchanged_without_faults)
     close(cli);
     close(srv);
     px_finish(&x);
-    cr_assert_eq(summary_field(x.summary, "faults"), 0);
-    cr_assert_eq(summary_field(x.summary, "bytes_up"), up);
-    cr_assert_eq(summary_field(x.summary, "bytes_down"), down);
-    cr_assert_eq(summary_field(x.summary, "connections"), 1);
+    cr_assert_eq(fu_summary_field(x.summary, "faults"), 0);
+    cr_assert_eq(fu_summary_field(x.summary, "bytes_up"), up);
+    cr_assert_eq(fu_summary_field(x.summary, "bytes_down"), down);
+    cr_assert_eq(fu_summary_field(x.summary, "connections"), 1);
     px_free(&x);
     free(u);
     free(d);
@@ -201,8 +179,8 @@ reset_case(const char *dir, size_t at, size_t size)
     close(cli);
     close(srv);
     px_finish(&x);
-    cr_assert_eq(summary_field(x.summary, "reset"), 1);
-    cr_assert_eq(summary_field(x.summary, "faults"), 1);
+    cr_assert_eq(fu_summary_field(x.summary, "reset"), 1);
+    cr_assert_eq(fu_summary_field(x.summary, "faults"), 1);
     px_free(&x);
     free(data);
     free(fc.in);
@@ -257,7 +235,7 @@ flip_case(const char *const extra[], bool upward, unsigned *bit)
     close(cli);
     close(srv);
     px_finish(&x);
-    cr_assert_eq(summary_field(x.summary, "flip"), 1);
+    cr_assert_eq(fu_summary_field(x.summary, "flip"), 1);
     px_free(&x);
     free(data);
     free(fc.in);
@@ -323,7 +301,7 @@ Test(proxy, truncate_cuts_inside_a_frame_and_closes)
     close(cli);
     close(srv);
     px_finish(&x);
-    cr_assert_eq(summary_field(x.summary, "truncate"), 1);
+    cr_assert_eq(fu_summary_field(x.summary, "truncate"), 1);
     px_free(&x);
     free(data);
     free(fc.in);
@@ -364,7 +342,7 @@ Test(proxy, stall_holds_the_stream_then_resumes_intact)
     px_start(&x, extra);
     cr_assert_geq(timed_echo(&x, 20), 280);
     px_finish(&x);
-    cr_assert_eq(summary_field(x.summary, "stall"), 1);
+    cr_assert_eq(fu_summary_field(x.summary, "stall"), 1);
     px_free(&x);
 }
 
@@ -375,7 +353,7 @@ Test(proxy, delay_holds_every_forward)
     px_start(&x, extra);
     cr_assert_geq(timed_echo(&x, 1000), 190, "each way is held 100 ms");
     px_finish(&x);
-    cr_assert_eq(summary_field(x.summary, "delay"), 1);
+    cr_assert_eq(fu_summary_field(x.summary, "delay"), 1);
     px_free(&x);
 }
 
@@ -394,7 +372,7 @@ Test(proxy, skip_and_max_faults_bound_the_damage)
     close(srv);
     timed_echo(&x, 100); /* connection 2: the budget is spent */
     px_finish(&x);
-    cr_assert_eq(summary_field(x.summary, "connections"), 3);
-    cr_assert_eq(summary_field(x.summary, "faults"), 1);
+    cr_assert_eq(fu_summary_field(x.summary, "connections"), 3);
+    cr_assert_eq(fu_summary_field(x.summary, "faults"), 1);
     px_free(&x);
 }
