@@ -315,6 +315,19 @@ Test(star_data, put_zstd_and_corrupt)
     m.u.put.data_len = (uint32_t)cn;
     cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_PUT_OK);
     cr_assert_not(r.u.put_ok.existed);
+    /* a file made of it: read back from its container and decoded */
+    size_t cuts[] = {sizeof raw};
+    struct tc_file f = {"z.txt", raw, sizeof raw, cuts, 1, 0, 0};
+    struct wire_chunk_ref refs[1];
+    tc_commit_msg(&m, 23, &f, refs);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    char p[512];
+    snprintf(p, sizeof p, "%s/z.txt", T.root);
+    size_t len = 0;
+    char *got = ts_read_file(p, &len);
+    cr_assert_eq(len, sizeof raw);
+    cr_assert_eq(memcmp(got, raw, len), 0);
+    free(got);
     /* bytes that do not match the id */
     tc_put_msg(&m, 21, raw, 1000, NULL, 0);
     m.u.put.id[0] ^= 1;
