@@ -224,3 +224,31 @@ Test(cli_copy, chunks_already_at_the_destination_are_not_sent_again)
     free(got);
     free(want);
 }
+
+/* A read-only directory (0555) still receives its entries: its mode is set
+ * once they are in, as cp -a and rsync -a do. Run with file modes in force
+ * (as root: without CAP_DAC_*), as any user would. */
+Test(cli_copy, read_only_directories_keep_their_contents)
+{
+    char p[E2E_PATH * 2];
+    snprintf(p, sizeof p, "%s/ro", t->src);
+    e2e_mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/ro/inner", t->src);
+    e2e_mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/ro/a.txt", t->src);
+    e2e_write_file(p, 5000, 1, 0444, 1500000000);
+    snprintf(p, sizeof p, "%s/ro/inner/b.txt", t->src);
+    e2e_write_file(p, 7000, 2, 0644, 1500000000);
+    snprintf(p, sizeof p, "%s/ro/inner", t->src);
+    cr_assert_eq(chmod(p, 0555), 0);
+    snprintf(p, sizeof p, "%s/ro", t->src);
+    cr_assert_eq(chmod(p, 0555), 0);
+    t->no_dac = geteuid() == 0;
+    struct e2e_proc pr;
+    int code = E2E_ORBIT_RUN(t, &pr, "copy", t->src_slash, t->dst);
+    cr_expect_eq(code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", code, pr.out,
+                 pr.err);
+    e2e_proc_free(&pr);
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "a read-only directory lost its contents");
+}
