@@ -2,7 +2,9 @@
  * Measurement, not a check: a large-file copy into a star over 127.0.0.1,
  * chunks placed in the file's staging file (hinted) versus in containers,
  * against writing the same bytes once with write + fsync. Runs only with
- * ORBIT_STAR_BENCH=1 (size: ORBIT_STAR_BENCH_MB, default 256); use a
+ * ORBIT_STAR_BENCH=1 (size: ORBIT_STAR_BENCH_MB, default 256; over a
+ * socketpair with ORBIT_STAR_BENCH_PAIR=1; a sync-round delay with
+ * ORBIT_STAR_BENCH_DELAY_US); use a
  * Release build: ORBIT_STAR_BENCH=1 ./tests/test_orbit_star
  * --filter=star_bench/large_file_staging_vs_containers --verbose
  */
@@ -97,8 +99,23 @@ copy_once(enum star_placement placement, const struct bench_file *f)
     struct star_config cfg;
     ts_config(&cfg, t.root);
     cfg.placement = placement;
-    ts_start_cfg(&t, &cfg);
-    int fd = tc_open(t.port);
+    const char *delay = getenv("ORBIT_STAR_BENCH_DELAY_US");
+    cfg.batch_delay_us = delay ? (uint32_t)atol(delay) : 0;
+    int fd = -1;
+    if (getenv("ORBIT_STAR_BENCH_PAIR")) {
+        /* the in-process transport: a socketpair */
+        int sv[2];
+        cr_assert_eq(star_new(&cfg, &t.star), 0);
+        cr_assert_eq(star_schedule(t.star), 0);
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        cr_assert_eq(star_adopt_fd(t.star, sv[1]), 0);
+        fd = sv[0];
+        cr_assert_eq(tc_auth(fd, ts_token, TS_TOKEN_LEN), 0);
+        tc_hello(fd);
+    } else {
+        ts_start_cfg(&t, &cfg);
+        fd = tc_open(t.port);
+    }
     uint8_t *buf = NULL;
     double t0 = now_s();
     size_t sent = 0, acked = 0;
