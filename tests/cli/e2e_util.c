@@ -331,6 +331,18 @@ e2e_mkdir(const char *path, mode_t mode)
 }
 
 void
+e2e_put(const char *root, const char *rel, size_t size, uint64_t seed,
+        mode_t mode)
+{
+    char p[E2E_PATH * 2];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    if (size == E2E_DIR)
+        e2e_mkdir(p, mode);
+    else
+        e2e_write_file(p, size, seed, mode, 1500000000);
+}
+
+void
 e2e_set_mtime(const char *path, time_t sec, long nsec, bool nofollow)
 {
     struct timespec ts[2] = {{sec, nsec}, {sec, nsec}};
@@ -494,17 +506,12 @@ e2e_make_tree(const char *root, unsigned nfiles, size_t big_size,
 void
 e2e_add_unreadable(struct e2e *t)
 {
+    e2e_put(t->src, "bad", E2E_DIR, 0, 0755);
+    e2e_put(t->src, "bad/ok.txt", 20000, 11, 0644);
+    e2e_put(t->src, "bad/locked", E2E_DIR, 0, 0755);
+    e2e_put(t->src, "bad/locked/inside.txt", 100, 12, 0644);
+    e2e_put(t->src, "bad/secret.bin", 300000, 13, 0000);
     char p[E2E_PATH * 2];
-    snprintf(p, sizeof p, "%s/bad", t->src);
-    e2e_mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/bad/ok.txt", t->src);
-    e2e_write_file(p, 20000, 11, 0644, 1500000000);
-    snprintf(p, sizeof p, "%s/bad/locked", t->src);
-    e2e_mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/bad/locked/inside.txt", t->src);
-    e2e_write_file(p, 100, 12, 0644, 1500000000);
-    snprintf(p, sizeof p, "%s/bad/secret.bin", t->src);
-    e2e_write_file(p, 300000, 13, 0000, 1500000000);
     snprintf(p, sizeof p, "%s/bad/locked", t->src);
     cr_assert_eq(chmod(p, 0000), 0);
     t->no_dac = geteuid() == 0;

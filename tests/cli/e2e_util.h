@@ -75,6 +75,11 @@ void e2e_write_file(const char *path, size_t size, uint64_t seed, mode_t mode,
                     time_t mtime);
 void e2e_write_bytes(const char *path, const void *data, size_t len);
 void e2e_mkdir(const char *path, mode_t mode);
+/* root/rel: a directory when size is E2E_DIR, else a file of size bytes
+ * (contents from seed, mtime 1500000000). */
+#define E2E_DIR ((size_t)-1)
+void e2e_put(const char *root, const char *rel, size_t size, uint64_t seed,
+             mode_t mode);
 void e2e_set_mtime(const char *path, time_t sec, long nsec, bool nofollow);
 uint8_t *e2e_read_all(const char *path, size_t *len);
 bool e2e_exists(const char *path);

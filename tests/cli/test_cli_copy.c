@@ -230,15 +230,11 @@ Test(cli_copy, chunks_already_at_the_destination_are_not_sent_again)
  * (as root: without CAP_DAC_*), as any user would. */
 Test(cli_copy, read_only_directories_keep_their_contents)
 {
+    e2e_put(t->src, "ro", E2E_DIR, 0, 0755);
+    e2e_put(t->src, "ro/inner", E2E_DIR, 0, 0755);
+    e2e_put(t->src, "ro/a.txt", 5000, 1, 0444);
+    e2e_put(t->src, "ro/inner/b.txt", 7000, 2, 0644);
     char p[E2E_PATH * 2];
-    snprintf(p, sizeof p, "%s/ro", t->src);
-    e2e_mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/ro/inner", t->src);
-    e2e_mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/ro/a.txt", t->src);
-    e2e_write_file(p, 5000, 1, 0444, 1500000000);
-    snprintf(p, sizeof p, "%s/ro/inner/b.txt", t->src);
-    e2e_write_file(p, 7000, 2, 0644, 1500000000);
     snprintf(p, sizeof p, "%s/ro/inner", t->src);
     cr_assert_eq(chmod(p, 0555), 0);
     snprintf(p, sizeof p, "%s/ro", t->src);

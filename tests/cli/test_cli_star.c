@@ -119,12 +119,9 @@ Test(cli_star, sync_delete_over_the_network)
     star_url(url, sizeof url, star.port, "mirror");
     snprintf(under, sizeof under, "%s/mirror", star.root);
     E2E_ORBIT_OK(t, "sync", "--token-file", star.token_file, t->src_slash, url);
-    snprintf(x, sizeof x, "%s/extra.txt", under);
-    e2e_write_file(x, 10, 1, 0644, 0);
-    snprintf(x, sizeof x, "%s/olddir", under);
-    e2e_mkdir(x, 0755);
-    snprintf(x, sizeof x, "%s/olddir/y", under);
-    e2e_write_file(x, 10, 2, 0644, 0);
+    e2e_put(under, "extra.txt", 10, 1, 0644);
+    e2e_put(under, "olddir", E2E_DIR, 0, 0755);
+    e2e_put(under, "olddir/y", 10, 2, 0644);
     snprintf(x, sizeof x, "%s/%s", t->src, tree.dup_b);
     cr_assert_eq(unlink(x), 0);
     E2E_ORBIT_OK(t, "sync", "--delete", "--token-file", star.token_file,

@@ -165,17 +165,6 @@ Test(cli_sync, a_small_change_in_a_big_file_sends_a_small_fraction)
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0);
 }
 
-static void
-put(const char *root, const char *rel, size_t size, uint64_t seed)
-{
-    char p[E2E_PATH * 2];
-    snprintf(p, sizeof p, "%s/%s", root, rel);
-    if (size == (size_t)-1)
-        e2e_mkdir(p, 0755);
-    else
-        e2e_write_file(p, size, seed, 0644, 1500000000);
-}
-
 static bool
 at_dst(const char *rel)
 {
@@ -186,18 +175,18 @@ at_dst(const char *rel)
 
 Test(cli_sync, delete_removes_extraneous_entries_only_when_asked)
 {
-    put(t->src, "keep.txt", 5000, 1);
-    put(t->src, "dir", (size_t)-1, 0);
-    put(t->src, "dir/keep2.txt", 7000, 2);
-    put(t->src, "gone.txt", 3000, 3);
+    e2e_put(t->src, "keep.txt", 5000, 1, 0644);
+    e2e_put(t->src, "dir", E2E_DIR, 0, 0755);
+    e2e_put(t->src, "dir/keep2.txt", 7000, 2, 0644);
+    e2e_put(t->src, "gone.txt", 3000, 3, 0644);
     struct e2e_proc p;
     sync_report(&p, NULL);
     e2e_proc_free(&p);
-    put(t->dst, "extra.txt", 100, 4);
-    put(t->dst, "olddir", (size_t)-1, 0);
-    put(t->dst, "olddir/x", (size_t)-1, 0);
-    put(t->dst, "olddir/x/y.txt", 100, 5);
-    put(t->dst, "dir/extra2.txt", 100, 6);
+    e2e_put(t->dst, "extra.txt", 100, 4, 0644);
+    e2e_put(t->dst, "olddir", E2E_DIR, 0, 0755);
+    e2e_put(t->dst, "olddir/x", E2E_DIR, 0, 0755);
+    e2e_put(t->dst, "olddir/x/y.txt", 100, 5, 0644);
+    e2e_put(t->dst, "dir/extra2.txt", 100, 6, 0644);
     char gone[E2E_PATH * 2];
     snprintf(gone, sizeof gone, "%s/gone.txt", t->src);
     cr_assert_eq(unlink(gone), 0);
@@ -241,7 +230,7 @@ Test(cli_sync, dry_run_changes_nothing)
     char f[E2E_PATH * 2];
     snprintf(f, sizeof f, "%s/%s", t->src, tree.big);
     e2e_write_file(f, 300000, 555, 0644, 1500000200);
-    put(t->dst, "extra.txt", 100, 4);
+    e2e_put(t->dst, "extra.txt", 100, 4, 0644);
     code = E2E_ORBIT_RUN(t, &p, "sync", "--dry-run", "--delete", t->src_slash,
                          t->dst);
     cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
@@ -262,22 +251,22 @@ Test(cli_sync, dry_run_changes_nothing)
 /* rsync -a replaces an entry whose type changed; so does sync. */
 Test(cli_sync, an_entry_that_changed_type_is_replaced)
 {
-    put(t->src, "was-file", 1000, 1);
-    put(t->src, "was-dir", (size_t)-1, 0);
-    put(t->src, "was-dir/in.txt", 2000, 2);
+    e2e_put(t->src, "was-file", 1000, 1, 0644);
+    e2e_put(t->src, "was-dir", E2E_DIR, 0, 0755);
+    e2e_put(t->src, "was-dir/in.txt", 2000, 2, 0644);
     struct e2e_proc p;
     sync_report(&p, NULL);
     e2e_proc_free(&p);
     char a[E2E_PATH * 2];
     snprintf(a, sizeof a, "%s/was-file", t->src);
     cr_assert_eq(unlink(a), 0);
-    put(t->src, "was-file", (size_t)-1, 0);
-    put(t->src, "was-file/now-inside.txt", 3000, 3);
+    e2e_put(t->src, "was-file", E2E_DIR, 0, 0755);
+    e2e_put(t->src, "was-file/now-inside.txt", 3000, 3, 0644);
     snprintf(a, sizeof a, "%s/was-dir/in.txt", t->src);
     cr_assert_eq(unlink(a), 0);
     snprintf(a, sizeof a, "%s/was-dir", t->src);
     cr_assert_eq(rmdir(a), 0);
-    put(t->src, "was-dir", 4000, 4);
+    e2e_put(t->src, "was-dir", 4000, 4, 0644);
     int code = E2E_ORBIT_RUN(t, &p, "sync", "--delete", t->src_slash, t->dst);
     cr_expect_eq(code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", code, p.out,
                  p.err);
