@@ -166,7 +166,8 @@ serve(const struct star_opts *o, const uint8_t *token, size_t token_len)
     int rc = star_new(&cfg, &r.star);
     if (rc < 0) {
         fprintf(stderr, "orbit-star: cannot open root %s: %s\n", o->root,
-                orbit_strerror(rc));
+                rc == ORBIT_EAGAIN ? "another star is serving it"
+                                   : orbit_strerror(rc));
         event_base_free(r.base);
         return EXIT_FAILURE;
     }
@@ -216,5 +217,11 @@ main(int argc, char **argv)
                 orbit_strerror(rc));
         return EXIT_FAILURE;
     }
+    struct stat st;
+    if (!o.quiet && stat(o.token_file, &st) == 0 && (st.st_mode & 077))
+        fprintf(stderr,
+                "orbit-star: warning: token file %s is readable by others; "
+                "chmod 600 it\n",
+                o.token_file);
     return serve(&o, token, token_len);
 }

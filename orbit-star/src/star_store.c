@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@ struct stage_fd {
 struct star_store {
     int rootfd;
     int orbitfd;
+    int lockfd;
     int stagingfd;
     struct starmap *sm;
     struct pak_pool *pool;
@@ -69,6 +71,19 @@ open_subdir(int dirfd, const char *name, int *out)
     return 0;
 }
 
+/* One star per root: a second one would interleave container appends. */
+static int
+lock_root(struct star_store *st)
+{
+    st->lockfd = openat(st->orbitfd, "lock",
+                        O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (st->lockfd < 0)
+        return errno_rc();
+    if (flock(st->lockfd, LOCK_EX | LOCK_NB) != 0)
+        return errno == EWOULDBLOCK ? ORBIT_EAGAIN : errno_rc();
+    return 0;
+}
+
 static int
 open_starmap(struct star_store *st, const char *root, uint64_t pack_max)
 {
@@ -98,10 +113,12 @@ star_store_open(int rootfd, const char *root, uint64_t pack_max,
     if (!st)
         return ORBIT_ENOMEM;
     st->rootfd = rootfd;
-    st->orbitfd = st->stagingfd = -1;
+    st->orbitfd = st->stagingfd = st->lockfd = -1;
     for (size_t i = 0; i < STAGE_CACHE; i++)
         st->stage[i].fd = -1;
     int rc = open_subdir(rootfd, ".orbit", &st->orbitfd);
+    if (rc == 0)
+        rc = lock_root(st);
     if (rc == 0)
         rc = open_subdir(st->orbitfd, "staging", &st->stagingfd);
     if (rc == 0)
@@ -133,6 +150,8 @@ star_store_close(struct star_store *st)
         close(st->stagingfd);
     if (st->orbitfd >= 0)
         close(st->orbitfd);
+    if (st->lockfd >= 0)
+        close(st->lockfd);
     free(st);
 }
 

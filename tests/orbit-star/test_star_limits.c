@@ -28,12 +28,19 @@ Test(star_limits, listen_errors)
     struct star_config cfg;
     struct star *other = NULL;
     ts_config(&cfg, t.root);
+    cr_assert_eq(star_new(&cfg, &other), ORBIT_EAGAIN, "one star per root");
+    char root2[256];
+    ts_mkroot(root2, sizeof root2);
+    ts_config(&cfg, root2);
     cr_assert_eq(star_new(&cfg, &other), 0);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%u", t.port);
     cr_assert_eq(star_listen(other, addr), ORBIT_EEXIST);
     cr_assert_eq(star_listen(other, "not an address"), ORBIT_EINVAL);
     star_free(other);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root2);
+    cr_assert_eq(system(cmd), 0);
     ts_stop(&t);
 }
 

@@ -27,9 +27,9 @@
  * closing early must never kill the process.
  *
  * Errors: ORBIT_EINVAL (bad config or argument), ORBIT_ENOENT / ORBIT_ENOTDIR
- * / ORBIT_EPERM (root), ORBIT_EEXIST (address in use), ORBIT_ECONNECT (cannot
- * listen), ORBIT_ESTATE (not allowed in this state), ORBIT_EDB (index),
- * ORBIT_ENOMEM.
+ * / ORBIT_EPERM (root), ORBIT_EAGAIN (another star serves the root),
+ * ORBIT_EEXIST (address in use), ORBIT_ECONNECT (cannot listen), ORBIT_ESTATE
+ * (not allowed in this state), ORBIT_EDB (index), ORBIT_ENOMEM.
  */
 #ifndef ORBIT_STAR_H
 #define ORBIT_STAR_H
