@@ -66,6 +66,11 @@ struct sched {
     unsigned ready_count;
     unsigned lists_pending;
     bool walking;
+    /* Directories sent, committed again at the end: writing their
+     * entries changed their mtimes. A temporary file keeps memory flat. */
+    FILE *dirlog;
+    bool replaying;
+    bool dirs_replayed;
     bool deleting;
     size_t deletes_pending;
     volatile int canceled;
@@ -333,6 +338,29 @@ live_unlink(struct sched *s, struct sched_file *f)
     s->inflight--;
 }
 
+struct dirlog_rec {
+    uint32_t mode;
+    uint32_t mtime_nsec;
+    int64_t mtime_sec;
+    uint32_t mask;
+    uint32_t len;
+};
+
+static void
+dirlog_add(struct sched *s, const struct sched_file *f, uint32_t mask)
+{
+    if (!s->dirlog && !(s->dirlog = tmpfile()))
+        return; /* only the directory's mtime is at stake */
+    struct dirlog_rec r = {f->mode, f->mtime_nsec, f->mtime_sec, mask,
+                           (uint32_t)strlen(f->rel)};
+    if (fwrite(&r, sizeof r, 1, s->dirlog) != 1 ||
+        fwrite(f->rel, 1, r.len, s->dirlog) != r.len) {
+        fclose(s->dirlog);
+        s->dirlog = NULL;
+    }
+}
+
+/* The next directory to set again, or NULL at the end. */
 /* Every destination of this attempt has an outcome: account for it. */
 static void
 file_final(struct sched *s, struct sched_file *f)
@@ -368,7 +396,9 @@ file_final(struct sched *s, struct sched_file *f)
         return;
     }
     penalty_box_clear(s->pb, f->rel);
-    if (f->failed_mask == 0) {
+    if (f->ftype == WIRE_FT_DIRECTORY && !f->fixup && f->done_mask)
+        dirlog_add(s, f, f->done_mask);
+    if (f->failed_mask == 0 && !f->fixup) {
         s->st.files_done++;
         count(s->m_files, 1);
         s->st.bytes_done += f->ftype == WIRE_FT_REGULAR ? f->size : 0;
@@ -546,7 +576,15 @@ static void
 file_start(struct sched *s, struct sched_file *f)
 {
     s->active++;
-    emit(s, SCHED_FILE_STARTED, f, NULL, 0, NULL, DLQ_RETRIES_EXHAUSTED);
+    if (!f->fixup)
+        emit(s, SCHED_FILE_STARTED, f, NULL, 0, NULL, DLQ_RETRIES_EXHAUSTED);
+    for (unsigned d = 0; d < s->ndests; d++) {
+        uint32_t bit = 1u << d;
+        if ((f->replace_mask & f->dest_mask & bit) &&
+            sched_dest_replace(&s->dests[d], f) != 0)
+            sched_file_fail(s, f, d, ORBIT_EAGAIN,
+                            "cannot remove what stands in the way");
+    }
     if (f->ftype == WIRE_FT_REGULAR) {
         sched_readers_submit(&s->rd, f);
         return;
@@ -590,8 +628,7 @@ drain_window(struct sched *s)
  * ------------------------------------------------------------------ */
 
 static bool
-listed_unchanged(struct sched *s, struct sched_dest *d,
-                 const struct sched_file *f)
+listed_unchanged(struct sched *s, struct sched_dest *d, struct sched_file *f)
 {
     char path[WIRE_MAX_PATH + 1];
     if (sched_dest_path(d, f->rel, path) != 0)
@@ -600,12 +637,57 @@ listed_unchanged(struct sched *s, struct sched_dest *d,
     if (!e)
         return false;
     e->seen = true;
-    if (!s->cfg.sync_mode || s->cfg.checksum || e->ftype != f->ftype)
+    if (e->ftype != f->ftype) {
+        f->replace_mask |= 1u << d->idx;
+        return false;
+    }
+    if (!s->cfg.sync_mode || s->cfg.checksum)
         return false;
     if (f->ftype == WIRE_FT_DIRECTORY)
-        return false; /* cheap, and keeps modes right */
+        return false;                /* cheap, and keeps modes right */
+    if (f->ftype == WIRE_FT_SYMLINK) /* a link's size is its target's */
+        return e->mtime_sec == f->mtime_sec && e->mtime_nsec == f->mtime_nsec;
     return e->size == f->size && e->mtime_sec == f->mtime_sec &&
            e->mtime_nsec == f->mtime_nsec;
+}
+
+static struct sched_file *
+dirlog_next(struct sched *s)
+{
+    struct dirlog_rec r;
+    struct sched_file *f = NULL;
+    if (fread(&r, sizeof r, 1, s->dirlog) != 1 || r.len > WIRE_MAX_PATH ||
+        !(f = calloc(1, sizeof *f)) || !(f->rel = malloc(r.len + 1)) ||
+        fread(f->rel, 1, r.len, s->dirlog) != r.len) {
+        file_free(f);
+        return NULL;
+    }
+    f->rel[r.len] = '\0';
+    if (!(f->src_path = strdup(f->rel))) {
+        file_free(f);
+        return NULL;
+    }
+    f->ftype = WIRE_FT_DIRECTORY;
+    f->mode = r.mode;
+    f->mtime_sec = r.mtime_sec;
+    f->mtime_nsec = r.mtime_nsec;
+    f->dest_mask = r.mask;
+    f->fixup = true;
+    return f;
+}
+
+static void
+pump_dirlog(struct sched *s)
+{
+    while (s->replaying && s->active < MAX_ACTIVE) {
+        struct sched_file *f = dirlog_next(s);
+        if (!f) {
+            s->replaying = false;
+            return;
+        }
+        live_link(s, f);
+        file_start(s, f);
+    }
 }
 
 static void
@@ -618,7 +700,10 @@ walk_entry(struct sched *s, struct sched_file *f)
     for (unsigned d = 0; d < s->ndests; d++)
         if (!listed_unchanged(s, &s->dests[d], f))
             mask |= 1u << d;
-    if (mask && sched_walk_is_done(&s->walk, f))
+    /* Directories are always set (cheap, and their modes may have been
+     * held open for a retry); files done in this job are not read again. */
+    if (mask && f->ftype != WIRE_FT_DIRECTORY &&
+        sched_walk_is_done(&s->walk, f))
         mask = 0;
     if (mask == 0 || s->cfg.dry_run) {
         if (mask == 0) {
@@ -753,13 +838,21 @@ start_deletes(struct sched *s)
 static void
 maybe_finish(struct sched *s)
 {
-    if (s->walking || s->inflight > 0 || s->nretry > 0 ||
+    if (s->walking || s->replaying || s->inflight > 0 || s->nretry > 0 ||
         s->lists_pending > 0 || s->ready_count < s->ndests)
         return;
     if (s->cfg.sync_mode && s->cfg.delete_extraneous && !s->deleting)
         start_deletes(s);
     if (s->deletes_pending > 0)
         return;
+    if (s->dirlog && !s->dirs_replayed) {
+        /* Last, once nothing else changes them: directory times. */
+        s->dirs_replayed = true;
+        s->replaying = true;
+        rewind(s->dirlog);
+        sched_wake(s);
+        return;
+    }
     event_base_loopexit(s->base, NULL);
 }
 
@@ -787,6 +880,7 @@ on_pump(evutil_socket_t fd, short what, void *arg)
     }
     pump_walk(s);
     drain_window(s);
+    pump_dirlog(s);
     maybe_finish(s);
 }
 
@@ -1137,6 +1231,9 @@ loop_teardown(struct sched *s)
     }
     bury(s);
     sched_walk_release(&s->walk);
+    if (s->dirlog)
+        fclose(s->dirlog);
+    s->dirlog = NULL;
     if (s->wake_ev)
         event_free(s->wake_ev);
     if (s->pump_ev)

@@ -503,7 +503,11 @@ commit_frames(struct sched_dest *d, struct sched_file *f)
         .path_len = strlen(path),
         .ftype = f->ftype,
         .size = f->ftype == WIRE_FT_REGULAR ? f->size : 0,
-        .mode = f->mode,
+        /* Directories stay open to us until the end of the job, when
+         * their final modes are set (an unwritable directory would refuse
+         * its own entries). */
+        .mode = f->ftype == WIRE_FT_DIRECTORY && !f->fixup ? f->mode | 0700
+                                                           : f->mode,
         .mtime_sec = f->mtime_sec,
         .mtime_nsec = f->mtime_nsec,
         .target = f->target ? f->target : "",
@@ -637,6 +641,44 @@ on_delete(void *arg, int status, const struct wire_msg *reply)
                     ? reply->u.error.message
                     : orbit_strerror(status));
     sched_delete_done(d->s, status);
+}
+
+struct replace_ctx {
+    struct sched_dest *d;
+    struct sched_file *f;
+};
+
+static void
+on_replace(void *arg, int status, const struct wire_msg *reply)
+{
+    struct replace_ctx *c = arg;
+    if (status != 0)
+        reply_fail(c->d, c->f, status, reply);
+    c->f->pending[c->d->idx]--;
+    sched_file_progress(c->d->s, c->f, c->d->idx);
+    free(c);
+}
+
+/* The destination holds another type at f's path (a directory where a file
+ * goes, or the reverse): remove it first; f commits once that is answered. */
+int
+sched_dest_replace(struct sched_dest *d, struct sched_file *f)
+{
+    char path[WIRE_MAX_PATH + 1];
+    int rc = sched_dest_path(d, f->rel, path);
+    struct replace_ctx *c = rc == 0 ? malloc(sizeof *c) : NULL;
+    if (rc != 0 || !c)
+        return rc != 0 ? rc : ORBIT_ENOMEM;
+    *c = (struct replace_ctx){d, f};
+    rc = d->client ? wire_client_delete(d->client, path, WIRE_DELETE_RECURSIVE,
+                                        on_replace, c, NULL)
+                   : ORBIT_ECLOSED;
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    f->pending[d->idx]++;
+    return 0;
 }
 
 int

@@ -28,10 +28,11 @@ struct sched_file {
     uint32_t mode;
     int64_t mtime_sec;
     uint32_t mtime_nsec;
-    uint32_t dest_mask;   /* destinations this attempt serves */
-    uint32_t done_mask;   /* destinations that committed it */
-    uint32_t failed_mask; /* destinations that failed this attempt */
-    uint32_t commit_mask; /* destinations a COMMIT was sent to */
+    uint32_t dest_mask;    /* destinations this attempt serves */
+    uint32_t done_mask;    /* destinations that committed it */
+    uint32_t failed_mask;  /* destinations that failed this attempt */
+    uint32_t commit_mask;  /* destinations a COMMIT was sent to */
+    uint32_t replace_mask; /* destinations holding another type there */
     int fail_err[SCHED_MAX_DESTS];
     char *fail_msg[SCHED_MAX_DESTS];
     uint32_t pending[SCHED_MAX_DESTS];     /* HAVE ids + PUTs + COMMIT open */
@@ -49,6 +50,7 @@ struct sched_file {
     uint8_t digest[WIRE_DIGEST_LEN];
     uint32_t batches_open;   /* batches of this file still alive */
     bool finished;           /* done or dead: waiting to be freed */
+    bool fixup;              /* a directory set again at the end of the job */
     struct sched_file *next; /* queue link (readers, retry list) */
     struct sched_file *live_prev, *live_next; /* every file alive */
 };
@@ -189,6 +191,7 @@ int sched_dest_commit(struct sched_dest *d, struct sched_file *f);
 int sched_dest_list(struct sched_dest *d);
 struct sched_listed *sched_dest_listed(struct sched_dest *d, const char *p);
 int sched_dest_delete(struct sched_dest *d, const char *path);
+int sched_dest_replace(struct sched_dest *d, struct sched_file *f);
 /* The destination-side path of rel (the prefix applied); buf of
  * WIRE_MAX_PATH + 1 bytes. */
 int sched_dest_path(const struct sched_dest *d, const char *rel, char *buf);

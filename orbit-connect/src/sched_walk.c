@@ -123,9 +123,19 @@ wanted(const struct sched_config *cfg, const struct sched_file *f)
 {
     if (!cfg->only_paths)
         return true;
-    for (size_t i = 0; i < cfg->nonly_paths; i++)
-        if (strcmp(cfg->only_paths[i], f->rel) == 0)
+    /* A path itself, everything below it (a directory that could not be
+     * read is retried with its subtree), and its parents (so that they
+     * exist with the right modes). */
+    size_t rl = strlen(f->rel);
+    for (size_t i = 0; i < cfg->nonly_paths; i++) {
+        const char *p = cfg->only_paths[i];
+        size_t pl = strlen(p);
+        if (strcmp(p, f->rel) == 0 ||
+            (rl > pl && strncmp(f->rel, p, pl) == 0 && f->rel[pl] == '/') ||
+            (pl > rl && f->ftype == WIRE_FT_DIRECTORY &&
+             strncmp(p, f->rel, rl) == 0 && p[rl] == '/'))
             return true;
+    }
     return false;
 }
 

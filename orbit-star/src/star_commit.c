@@ -312,6 +312,25 @@ assemble_regular(struct star *s, struct star_commit_item *it)
     it->complete = true;
 }
 
+static int
+open_dir_anyway(struct star *s, const char *path, int *out)
+{
+    int pfd = -1;
+    int rc = wire_path_open_beneath(s->rootfd, path,
+                                    O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, &pfd);
+    if (rc != 0)
+        return rc;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+    if (chmod(proc, 0700) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (rc == 0)
+        rc = wire_path_open_beneath(
+            s->rootfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, out);
+    close(pfd);
+    return rc;
+}
+
 static void
 commit_dir(struct star *s, struct star_commit_item *it)
 {
@@ -321,6 +340,12 @@ commit_dir(struct star *s, struct star_commit_item *it)
     if (rc == 0)
         rc = wire_path_open_beneath(
             s->rootfd, c->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &fd);
+    if (rc == ORBIT_EPERM) {
+        /* An existing directory without read permission (its mode came
+         * from a source that had none): open it with O_PATH and change its
+         * mode through /proc, then open it for real. */
+        rc = open_dir_anyway(s, c->path, &fd);
+    }
     if (rc == 0 && fchmod(fd, (mode_t)(c->mode & 07777)) != 0)
         rc = orbit_err_from_errno(errno);
     if (rc == 0)
