@@ -16,8 +16,10 @@
  *             frame boundary, drop the rest of that frame and close (FIN)
  *   flip      invert one bit of the byte at offset N
  *
- * N is --at, or drawn from [0, --span). The direction is --dir (up: client to
- * target, down: target to client, any: drawn). On SIGTERM, SIGINT or after
+ * N is --at, or --min-at plus a draw from [0, --span). The direction is --dir
+ * (up: client to target, down: target to client, any: drawn). With --frame-type
+ * T, N counts only the payload bytes of wire frames of type T (0x16: COMMIT),
+ * so a fault lands inside such a frame. On SIGTERM, SIGINT or after
  * --max-seconds it prints one summary line on stderr and exits 0.
  */
 #include <arpa/inet.h>
@@ -72,7 +74,9 @@ struct fp_opts {
     bool at_set;
     uint64_t at;
     uint64_t span;
+    uint64_t min_at; /* drawn offsets start here */
     enum fp_dir dir;
+    int frame_type; /* -1, or count offsets in payloads of this type only */
     uint32_t stall_ms;
     uint32_t delay_ms;
     uint32_t max_seconds;
@@ -115,6 +119,8 @@ struct fp_leg {
     uint8_t hdr[FP_HDR_LEN]; /* frame tracker: header bytes seen */
     size_t hdr_have;
     uint64_t payload_left;      /* of the current frame */
+    uint8_t type;               /* of the current frame */
+    uint64_t typed_off;         /* payload bytes of --frame-type frames */
     struct fp_seg *head, *tail; /* delayed bytes */
     size_t queued;
     struct event *delay_timer;
@@ -201,7 +207,7 @@ fp_plan_conn(struct fp_conn *c)
         return;
     c->plan.kind = eligible[pick];
     c->plan.dir = o->dir == FP_ANY ? dir : (int)o->dir;
-    c->plan.at = o->at_set ? o->at : at;
+    c->plan.at = o->at_set ? o->at : o->min_at + at;
     c->plan.bit = bit;
 }
 
@@ -358,6 +364,8 @@ fp_track(struct fp_leg *l, struct evbuffer *in, size_t n)
         if (l->payload_left > 0) {
             uint64_t k = n - pos < l->payload_left ? n - pos : l->payload_left;
             l->payload_left -= k;
+            if (l->type == l->c->p->o.frame_type)
+                l->typed_off += k;
             pos += (size_t)k;
             continue;
         }
@@ -373,6 +381,7 @@ fp_track(struct fp_leg *l, struct evbuffer *in, size_t n)
             const uint8_t *h = l->hdr + 8;
             l->payload_left = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 |
                               (uint64_t)h[2] << 8 | h[3];
+            l->type = l->hdr[1];
             l->hdr_have = 0;
         }
     }
@@ -530,6 +539,30 @@ fp_fire(struct fp_leg *l, struct evbuffer *in)
     }
 }
 
+/*
+ * How many of the avail buffered bytes to forward before the fault point;
+ * 0: fire now. With --frame-type, the point is counted in the payloads of
+ * frames of that type only, so everything else passes untouched.
+ */
+static size_t
+fp_gap(const struct fp_leg *l, size_t avail)
+{
+    const struct fp_plan *pl = &l->c->plan;
+    uint64_t gap;
+    if (l->c->p->o.frame_type < 0) {
+        gap = pl->at > l->off ? pl->at - l->off : 0;
+    } else if (l->payload_left == 0) {
+        gap = FP_HDR_LEN - l->hdr_have; /* to the end of this header */
+    } else if (l->type != l->c->p->o.frame_type) {
+        gap = l->payload_left;
+    } else {
+        gap = pl->at > l->typed_off ? pl->at - l->typed_off : 0;
+        if (gap > l->payload_left)
+            gap = l->payload_left;
+    }
+    return gap < avail ? (size_t)gap : avail;
+}
+
 /* Forward what src has buffered, up to the fault point if there is one. */
 static void
 fp_pump(struct fp_leg *l)
@@ -547,9 +580,9 @@ fp_pump(struct fp_leg *l)
             fp_move(l, in, avail);
             continue;
         }
-        if (l->off < pl->at) {
-            uint64_t gap = pl->at - l->off;
-            fp_move(l, in, gap < avail ? (size_t)gap : avail);
+        size_t n = fp_gap(l, avail);
+        if (n > 0) {
+            fp_move(l, in, n);
             continue;
         }
         if (!fp_fire(l, in))
@@ -742,7 +775,9 @@ fp_usage(FILE *f)
                "[--seed N]\n"
                "  [--fault KIND[,KIND...]] [--rate P] [--max-faults N] "
                "[--skip N]\n"
-               "  [--at BYTES | --span BYTES] [--dir up|down|any]\n"
+               "  [--at BYTES | --min-at BYTES --span BYTES] "
+               "[--dir up|down|any] "
+               "[--frame-type T]\n"
                "  [--stall-ms MS] [--delay-ms MS] [--max-seconds S] "
                "[--verbose]\n"
                "KIND: reset, stall, delay, truncate, flip. Prints its port on "
@@ -826,6 +861,13 @@ fp_parse_opt(int ch, const char *v, struct fp_opts *o)
           : ch == 'D' ? &o->delay_ms
                       : &o->max_seconds) = (uint32_t)n;
         return 0;
+    case 'M':
+        return fp_parse_u64(v, UINT64_MAX, &o->min_at);
+    case 'F':
+        if (fp_parse_u64(v, 255, &n) < 0)
+            return -1;
+        o->frame_type = (int)n;
+        return 0;
     case 'v':
         o->verbose = true;
         return 0;
@@ -851,6 +893,8 @@ fp_parse(int argc, char **argv, struct fp_opts *o)
         {"stall-ms", required_argument, NULL, 'T'},
         {"delay-ms", required_argument, NULL, 'D'},
         {"max-seconds", required_argument, NULL, 'x'},
+        {"frame-type", required_argument, NULL, 'F'},
+        {"min-at", required_argument, NULL, 'M'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -860,6 +904,7 @@ fp_parse(int argc, char **argv, struct fp_opts *o)
     o->rate = 1.0;
     o->span = 256 * 1024;
     o->dir = FP_UP;
+    o->frame_type = -1;
     o->stall_ms = 2000;
     o->delay_ms = 20;
     o->max_seconds = 600;

@@ -157,14 +157,10 @@ Test(proxy, forwards_both_ways_unchanged_without_faults)
 
 /* Send `size` bytes one way through a reset at `at`; check what arrived. */
 static void
-reset_case(const char *dir, size_t at, size_t size)
+reset_case(const char *const extra[], bool upward, size_t at, size_t size)
 {
-    char a[32];
-    snprintf(a, sizeof a, "%zu", at);
-    const char *extra[] = {"--fault", "reset", "--at", a, "--dir", dir, NULL};
     struct px x;
     px_start(&x, extra);
-    bool upward = strcmp(dir, "up") == 0;
     uint8_t *data = pattern(size, 3);
     int srv = -1, cli = px_pair(&x, &srv);
     struct flow fc = flow_of(upward ? data : NULL, upward ? size : 0, size);
@@ -189,12 +185,22 @@ reset_case(const char *dir, size_t at, size_t size)
 
 Test(proxy, reset_after_n_bytes_up)
 {
-    reset_case("up", 100000, 1u << 20);
+    const char *extra[] = {"--fault", "reset", "--at", "100000", NULL};
+    reset_case(extra, true, 100000, 1u << 20);
 }
 
 Test(proxy, reset_after_n_bytes_down)
 {
-    reset_case("down", 5000, 64u << 10);
+    const char *extra[] = {"--fault", "reset", "--at", "5000",
+                           "--dir",   "down",  NULL};
+    reset_case(extra, false, 5000, 64u << 10);
+}
+
+Test(proxy, min_at_moves_drawn_offsets)
+{
+    const char *extra[] = {"--fault", "reset",  "--min-at", "1000", "--span",
+                           "1",       "--seed", "99",       NULL};
+    reset_case(extra, true, 1000, 8192);
 }
 
 /* Where one bit differs between a and b (n bytes); asserts exactly one. */
@@ -215,14 +221,18 @@ one_flipped_bit(const uint8_t *a, const uint8_t *b, size_t n, unsigned *bit)
     return where;
 }
 
-/* Send 256 KiB through a flip with the given options; the flip's offset. */
+/* Send data (NULL: 256 KiB of a pattern) through a flip with the given
+ * options; the flip's offset. data is freed. */
 static size_t
-flip_case(const char *const extra[], bool upward, unsigned *bit)
+flip_case(const char *const extra[], bool upward, unsigned *bit, uint8_t *data,
+          size_t size)
 {
     struct px x;
     px_start(&x, extra);
-    size_t size = 256u << 10;
-    uint8_t *data = pattern(size, 4);
+    if (!data) {
+        size = 256u << 10;
+        data = pattern(size, 4);
+    }
     int srv = -1, cli = px_pair(&x, &srv);
     struct flow fc =
         flow_of(upward ? data : NULL, upward ? size : 0, upward ? 0 : size);
@@ -248,7 +258,7 @@ Test(proxy, flip_is_exactly_one_bit_at_the_planned_offset)
     const char *fixed[] = {"--fault", "flip", "--at", "12345",
                            "--dir",   "down", NULL};
     unsigned bit = 0;
-    cr_assert_eq(flip_case(fixed, false, &bit), 12345);
+    cr_assert_eq(flip_case(fixed, false, &bit, NULL, 0), 12345);
 }
 
 Test(proxy, flip_offset_and_bit_follow_the_seed)
@@ -256,8 +266,8 @@ Test(proxy, flip_offset_and_bit_follow_the_seed)
     const char *seeded[] = {"--fault", "flip",  "--seed", "7",
                             "--span",  "65536", NULL};
     unsigned b1 = 0, b2 = 0;
-    size_t w1 = flip_case(seeded, true, &b1);
-    size_t w2 = flip_case(seeded, true, &b2);
+    size_t w1 = flip_case(seeded, true, &b1, NULL, 0);
+    size_t w2 = flip_case(seeded, true, &b2, NULL, 0);
     cr_assert_lt(w1, 65536);
     cr_assert_eq(w1, w2, "same seed, offsets %zu and %zu", w1, w2);
     cr_assert_eq(b1, b2);
@@ -306,6 +316,20 @@ Test(proxy, truncate_cuts_inside_a_frame_and_closes)
     free(data);
     free(fc.in);
     free(fs.in);
+}
+
+/* Offsets counted in payloads of one frame type only. */
+Test(proxy, frame_type_aims_inside_those_frames)
+{
+    size_t len = 0, one = 12 + 100;
+    uint8_t *data = frames(10, 100, &len);
+    for (size_t i = 0; i < 10; i++)
+        data[i * one + 1] = i % 2 ? 0x16 : 0x14; /* PUT, COMMIT, ... */
+    /* Payload byte 150 of the COMMITs: byte 50 of the second one. */
+    const char *extra[] = {"--fault", "flip", "--frame-type", "22", "--at",
+                           "150",     NULL};
+    unsigned bit = 0;
+    cr_assert_eq(flip_case(extra, true, &bit, data, len), 3 * one + 12 + 50);
 }
 
 /* One request of n bytes through the proxy and an echo of it; ms taken. */
