@@ -113,6 +113,7 @@ void e2e_add_unreadable(struct e2e *t);
 enum {
     E2E_CMP_DIR_MTIME = 1, /* compare directory mtimes too */
     E2E_CMP_NO_EXTRA = 2,  /* DST may hold nothing SRC lacks */
+    E2E_CMP_QUIET = 4,     /* a difference is expected: do not log it */
 };
 
 /* Compare SRC and DST: type, content byte for byte, mode, mtime (to the

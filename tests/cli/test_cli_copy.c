@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "e2e_util.h"
@@ -247,4 +248,40 @@ Test(cli_copy, read_only_directories_keep_their_contents)
     e2e_proc_free(&pr);
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
                  "a read-only directory lost its contents");
+}
+
+/* --compress zstd sends compressible chunks compressed; --bwlimit holds
+ * the rate down (a lower bound on the time, which load cannot break). */
+Test(cli_copy, compress_and_bwlimit)
+{
+    enum { SIZE = 6 << 20 };
+    char *text = malloc(SIZE);
+    cr_assert_not_null(text);
+    for (size_t i = 0; i < SIZE; i++)
+        text[i] = "orbit moves trees of files\n"[i % 27];
+    char f[E2E_PATH * 2];
+    snprintf(f, sizeof f, "%s/text.txt", t->src);
+    e2e_write_bytes(f, text, SIZE);
+    free(text);
+    struct e2e_proc p;
+    int code = E2E_ORBIT_RUN(t, &p, "copy", "--compress", "zstd", t->src_slash,
+                             t->dst);
+    cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
+    struct e2e_report r = e2e_report(p.out);
+    cr_assert(r.found, "%s", p.out);
+    cr_expect_lt(r.bytes_sent, r.bytes_chunks / 10,
+                 "compressible chunks were not compressed:\n%s", p.out);
+    e2e_proc_free(&p);
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0);
+
+    e2e_put(t->src, "random.bin", 3u << 20, 5, 0644);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    E2E_ORBIT_OK(t, "copy", "--bwlimit", "1M", t->src_slash, t->dst);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double secs =
+        (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    /* 3 MiB of new bytes at 1 MiB/s, less a burst of a fifth of a second */
+    cr_expect_geq(secs, 2.5, "--bwlimit 1M sent 3 MiB in %.2f s", secs);
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0);
 }

@@ -274,3 +274,27 @@ Test(cli_sync, an_entry_that_changed_type_is_replaced)
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
                  "entries that changed type were not replaced");
 }
+
+/* Same size and mtime: sync trusts them, --checksum looks at the bytes. */
+Test(cli_sync, checksum_catches_what_size_and_mtime_miss)
+{
+    char f[E2E_PATH * 2];
+    snprintf(f, sizeof f, "%s/same.txt", t->src);
+    e2e_put(t->src, "same.txt", 5000, 1, 0644);
+    e2e_set_mtime(f, 1500000000, 0, false);
+    struct e2e_proc p;
+    sync_report(&p, NULL);
+    e2e_proc_free(&p);
+    e2e_put(t->src, "same.txt", 5000, 2, 0644);
+    e2e_set_mtime(f, 1500000000, 0, false); /* same size, same mtime */
+    struct e2e_report r = sync_report(&p, NULL);
+    cr_expect_eq(r.files_unchanged, 1, "%s", p.out);
+    e2e_proc_free(&p);
+    cr_assert_neq(e2e_compare_trees(t->src, t->dst, E2E_CMP_QUIET, NULL), 0,
+                  "sync without --checksum read the file");
+    r = sync_report(&p, "--checksum");
+    cr_expect_gt(r.bytes_sent, 0, "%s", p.out);
+    e2e_proc_free(&p);
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "sync --checksum left a different file");
+}
