@@ -475,21 +475,37 @@ journal_spec_hash(const struct journal_spec *spec, unsigned char out[32])
     return rc;
 }
 
-uint64_t
-journal_count_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
+int
+journal_scan_txn(MDB_txn *txn, MDB_dbi dbi, const char *id, journal_scan_fn fn,
+                 void *arg)
 {
     MDB_cursor *cur = NULL;
-    uint64_t n = 0;
-    if (mdb_cursor_open(txn, dbi, &cur) != 0)
-        return 0;
-    MDB_val k = {JOURNAL_ID_LEN, (void *)id}, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && journal_key_in_job(&k, id)) {
-        n++;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    int rc = journal_err_mdb(mdb_cursor_open(txn, dbi, &cur));
+    if (rc != 0)
+        return rc;
+    MDB_val k = {id ? JOURNAL_ID_LEN : 0, (void *)id}, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, id ? MDB_SET_RANGE : MDB_FIRST);
+    while (mrc == 0 && (!id || journal_key_in_job(&k, id))) {
+        if ((rc = fn(arg, txn, &k, &v)) != 0)
+            break;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
-    return n;
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = journal_err_mdb(mrc);
+    return rc;
+}
+
+int
+journal_scan(struct journal *j, MDB_dbi dbi, const char *id, journal_scan_fn fn,
+             void *arg)
+{
+    MDB_txn *txn = NULL;
+    int rc = journal_read_begin(j, &txn);
+    if (rc == 0)
+        rc = journal_scan_txn(txn, dbi, id, fn, arg);
+    journal_read_end(j, txn);
+    return rc;
 }
 
 /* Deletes every key of the job in dbi, one lookup at a time so each

@@ -106,39 +106,31 @@ journal_file_is_done(struct journal *j, const char *job_id, const char *path,
            f.mtime_ns == mtime_ns;
 }
 
+static int
+journal_file_count_fn(void *arg, MDB_txn *txn, const MDB_val *k,
+                      const MDB_val *v)
+{
+    uint64_t *counts = arg;
+    struct journal_upk up = {v->mv_data, v->mv_size, 0};
+    (void)txn;
+    (void)k;
+    for (int i = 0; i < 3; i++) /* version, size, mtime */
+        journal_upk_u64(&up);
+    uint64_t st = journal_upk_u64(&up) & 0xff;
+    if (up.err || st > JOURNAL_FILE_DEAD)
+        return ORBIT_ECORRUPT;
+    counts[st]++;
+    return 0;
+}
+
 int
 journal_file_count(struct journal *j, const char *job_id, uint64_t counts[3])
 {
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
     if (!j || !counts || !journal_id_valid(job_id))
         return ORBIT_EINVAL;
     counts[0] = counts[1] = counts[2] = 0;
-    int rc = journal_read_begin(j, &txn);
-    if (rc == 0)
-        rc = journal_err_mdb(mdb_cursor_open(txn, j->files, &cur));
-    MDB_val k = {JOURNAL_ID_LEN, (void *)job_id}, v;
-    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : 0;
-    while (rc == 0 && mrc == 0 && journal_key_in_job(&k, job_id)) {
-        struct journal_upk up = {v.mv_data, v.mv_size, 0};
-        journal_upk_u64(&up);
-        journal_upk_u64(&up);
-        journal_upk_u64(&up);
-        uint64_t st = journal_upk_u64(&up) & 0xff;
-        if (up.err || st > JOURNAL_FILE_DEAD)
-            rc = ORBIT_ECORRUPT;
-        else
-            counts[st]++;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
-        rc = journal_err_mdb(mrc);
-    if (cur)
-        mdb_cursor_close(cur);
-    journal_read_end(j, txn);
-    return rc;
+    return journal_scan(j, j->files, job_id, journal_file_count_fn, counts);
 }
-
 /* ---- dead letters ------------------------------------------------------ */
 
 static size_t
@@ -243,55 +235,54 @@ journal_dead_unpack(const MDB_val *v, const char *job_id, struct dlq_entry *e)
     return rc;
 }
 
+struct journal_dead_acc {
+    const char *job_id;
+    struct dlq_entry *arr;
+    size_t n;
+    size_t cap;
+};
+
+static int
+journal_dead_list_fn(void *arg, MDB_txn *txn, const MDB_val *k,
+                     const MDB_val *v)
+{
+    struct journal_dead_acc *acc = arg;
+    (void)txn;
+    (void)k;
+    if (acc->n == acc->cap) {
+        size_t ncap = acc->cap ? acc->cap * 2 : 16;
+        struct dlq_entry *p = journal_realloc(acc->arr, ncap * sizeof *p);
+        if (!p)
+            return ORBIT_ENOMEM;
+        acc->arr = p;
+        acc->cap = ncap;
+    }
+    int rc = journal_dead_unpack(v, acc->job_id, &acc->arr[acc->n]);
+    if (rc == 0)
+        acc->n++;
+    return rc;
+}
+
 int
 journal_dead_list(struct journal *j, const char *job_id, struct dlq_entry **out,
                   size_t *nout)
 {
-    struct dlq_entry *arr = NULL;
-    size_t n = 0, cap = 0;
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
+    struct journal_dead_acc acc = {job_id, NULL, 0, 0};
     if (!j || !out || !nout || !journal_id_valid(job_id))
         return ORBIT_EINVAL;
-    int rc = journal_read_begin(j, &txn);
-    if (rc == 0)
-        rc = journal_err_mdb(mdb_cursor_open(txn, j->dead, &cur));
-    MDB_val k = {JOURNAL_ID_LEN, (void *)job_id}, v;
-    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : 0;
-    while (rc == 0 && mrc == 0 && journal_key_in_job(&k, job_id)) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct dlq_entry *p = journal_realloc(arr, ncap * sizeof *p);
-            if (!p) {
-                rc = ORBIT_ENOMEM;
-                break;
-            }
-            arr = p;
-            cap = ncap;
-        }
-        if ((rc = journal_dead_unpack(&v, job_id, &arr[n])) != 0)
-            break;
-        n++;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
-        rc = journal_err_mdb(mrc);
-    if (cur)
-        mdb_cursor_close(cur);
-    journal_read_end(j, txn);
+    int rc = journal_scan(j, j->dead, job_id, journal_dead_list_fn, &acc);
     if (rc != 0) {
-        dlq_entries_free(arr, n);
+        dlq_entries_free(acc.arr, acc.n);
         return rc;
     }
-    if (!n) {
-        free(arr);
-        arr = NULL;
+    if (!acc.n) {
+        free(acc.arr);
+        acc.arr = NULL;
     }
-    *out = arr;
-    *nout = n;
+    *out = acc.arr;
+    *nout = acc.n;
     return 0;
 }
-
 int
 journal_dead_remove(struct journal *j, const char *job_id, const char *key)
 {
@@ -331,44 +322,28 @@ journal_dead_purge(struct journal *j, const char *job_id, size_t *removed)
 
 /* ---- invariants ------------------------------------------------------- */
 
-static bool
-journal_spec_ok(struct journal *j, MDB_txn *txn, const MDB_val *k,
-                const MDB_val *v)
+static int
+journal_spec_ok(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v)
 {
+    const struct journal *j = arg;
     MDB_val jk = {v->mv_size, v->mv_data}, jv;
-    return k->mv_size == 32 && v->mv_size == JOURNAL_ID_LEN &&
-           mdb_get(txn, j->jobs, &jk, &jv) == 0;
+    if (k->mv_size == 32 && v->mv_size == JOURNAL_ID_LEN &&
+        mdb_get(txn, j->jobs, &jk, &jv) == 0)
+        return 0;
+    return ORBIT_ECORRUPT;
 }
 
-static bool
-journal_file_ok(struct journal *j, MDB_txn *txn, const MDB_val *k,
-                const MDB_val *v)
+static int
+journal_file_ok(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v)
 {
+    const struct journal *j = arg;
     struct journal_file f;
     MDB_val jk = {JOURNAL_ID_LEN, k->mv_data}, jv;
-    return k->mv_size > JOURNAL_ID_LEN + 1 &&
-           mdb_get(txn, j->jobs, &jk, &jv) == 0 &&
-           journal_file_decode(v, NULL, false, &f) == 0;
-}
-
-/* Calls ok on every record of dbi; ORBIT_ECORRUPT at the first refusal. */
-static int
-journal_check_db(struct journal *j, MDB_txn *txn, MDB_dbi dbi,
-                 bool (*ok)(struct journal *, MDB_txn *, const MDB_val *,
-                            const MDB_val *))
-{
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int rc = journal_err_mdb(mdb_cursor_open(txn, dbi, &cur));
-    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
-    while (rc == 0 && mrc == 0) {
-        if (!ok(j, txn, &k, &v))
-            rc = ORBIT_ECORRUPT;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
-    return rc;
+    if (k->mv_size > JOURNAL_ID_LEN + 1 &&
+        mdb_get(txn, j->jobs, &jk, &jv) == 0 &&
+        journal_file_decode(v, NULL, false, &f) == 0)
+        return 0;
+    return ORBIT_ECORRUPT;
 }
 
 int
@@ -385,9 +360,9 @@ journal_check(struct journal *j)
         return ORBIT_ECORRUPT;
     if ((rc = journal_read_begin(j, &txn)) != 0)
         return rc;
-    rc = journal_check_db(j, txn, j->specs, journal_spec_ok);
+    rc = journal_scan_txn(txn, j->specs, NULL, journal_spec_ok, j);
     if (rc == 0)
-        rc = journal_check_db(j, txn, j->files, journal_file_ok);
+        rc = journal_scan_txn(txn, j->files, NULL, journal_file_ok, j);
     journal_read_end(j, txn);
     return rc;
 }

@@ -65,8 +65,17 @@ int journal_key(const struct journal *j, const char *id, const char *path,
                 unsigned char *key, size_t *klen, bool *hashed);
 bool journal_key_in_job(const MDB_val *k, const char *id);
 int journal_spec_hash(const struct journal_spec *spec, unsigned char out[32]);
-/* Records of job id in dbi: counted, or all deleted (through the funnel). */
-uint64_t journal_count_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id);
+/* Called per record by a scan: 0 to go on, anything else stops the scan
+ * and is its result. */
+typedef int (*journal_scan_fn)(void *arg, MDB_txn *txn, const MDB_val *k,
+                               const MDB_val *v);
+/* Calls fn on every record of dbi in key order, or only on those of job id
+ * when id is not NULL; in txn, or in a read transaction of its own. */
+int journal_scan_txn(MDB_txn *txn, MDB_dbi dbi, const char *id,
+                     journal_scan_fn fn, void *arg);
+int journal_scan(struct journal *j, MDB_dbi dbi, const char *id,
+                 journal_scan_fn fn, void *arg);
+/* Deletes every record of job id in dbi through the write funnel. */
 int journal_delete_prefix(struct journal *j, MDB_dbi dbi, const char *id,
                           size_t *removed);
 

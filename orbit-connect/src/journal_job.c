@@ -108,6 +108,16 @@ journal_job_store(struct journal *j, const struct journal_job *job)
 }
 
 static int
+journal_count_fn(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v)
+{
+    (void)txn;
+    (void)k;
+    (void)v;
+    (*(uint64_t *)arg)++;
+    return 0;
+}
+
+static int
 journal_job_load(struct journal *j, MDB_txn *txn, const char *id,
                  struct journal_job *out)
 {
@@ -123,8 +133,12 @@ journal_job_load(struct journal *j, MDB_txn *txn, const char *id,
         journal_job_release(out);
         return rc;
     }
-    out->dead_letters = journal_count_prefix(txn, j->dead, id);
-    return 0;
+    uint64_t n = 0;
+    rc = journal_scan_txn(txn, j->dead, id, journal_count_fn, &n);
+    out->dead_letters = n;
+    if (rc != 0)
+        journal_job_release(out);
+    return rc;
 }
 
 int
@@ -296,20 +310,6 @@ journal_job_set_counters(struct journal *j, const char *id,
 }
 
 static int
-journal_list_push(struct journal_job **arr, size_t *n, size_t *cap)
-{
-    if (*n < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 16;
-    struct journal_job *p = journal_realloc(*arr, ncap * sizeof *p);
-    if (!p)
-        return ORBIT_ENOMEM;
-    *arr = p;
-    *cap = ncap;
-    return 0;
-}
-
-static int
 journal_job_cmp_created(const void *a, const void *b)
 {
     const struct journal_job *x = a, *y = b;
@@ -318,48 +318,55 @@ journal_job_cmp_created(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
+struct journal_job_acc {
+    struct journal *j;
+    struct journal_job *arr;
+    size_t n;
+    size_t cap;
+};
+
+static int
+journal_job_list_fn(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v)
+{
+    struct journal_job_acc *acc = arg;
+    char id[JOURNAL_ID_LEN + 1] = {0};
+    (void)v;
+    if (k->mv_size != JOURNAL_ID_LEN)
+        return ORBIT_ECORRUPT;
+    memcpy(id, k->mv_data, JOURNAL_ID_LEN);
+    if (acc->n == acc->cap) {
+        size_t ncap = acc->cap ? acc->cap * 2 : 16;
+        struct journal_job *p = journal_realloc(acc->arr, ncap * sizeof *p);
+        if (!p)
+            return ORBIT_ENOMEM;
+        acc->arr = p;
+        acc->cap = ncap;
+    }
+    int rc = journal_job_load(acc->j, txn, id, &acc->arr[acc->n]);
+    if (rc == 0)
+        acc->n++;
+    return rc;
+}
+
 int
 journal_job_list(struct journal *j, struct journal_job **out, size_t *nout)
 {
-    struct journal_job *arr = NULL;
-    size_t n = 0, cap = 0;
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
+    struct journal_job_acc acc = {j, NULL, 0, 0};
     if (!j || !out || !nout)
         return ORBIT_EINVAL;
-    int rc = journal_read_begin(j, &txn);
-    if (rc == 0)
-        rc = journal_err_mdb(mdb_cursor_open(txn, j->jobs, &cur));
-    MDB_val k, v;
-    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
-    while (rc == 0 && mrc == 0) {
-        char id[JOURNAL_ID_LEN + 1] = {0};
-        if (k.mv_size != JOURNAL_ID_LEN) {
-            rc = ORBIT_ECORRUPT;
-            break;
-        }
-        memcpy(id, k.mv_data, JOURNAL_ID_LEN);
-        if ((rc = journal_list_push(&arr, &n, &cap)) != 0 ||
-            (rc = journal_job_load(j, txn, id, &arr[n])) != 0)
-            break;
-        n++;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
-        rc = journal_err_mdb(mrc);
-    if (cur)
-        mdb_cursor_close(cur);
-    journal_read_end(j, txn);
+    int rc = journal_scan(j, j->jobs, NULL, journal_job_list_fn, &acc);
     if (rc != 0) {
-        journal_jobs_free(arr, n);
+        journal_jobs_free(acc.arr, acc.n);
         return rc;
     }
-    if (n > 1)
-        qsort(arr, n, sizeof *arr, journal_job_cmp_created);
-    *out = n ? arr : NULL;
-    if (!n)
-        free(arr);
-    *nout = n;
+    if (acc.n > 1)
+        qsort(acc.arr, acc.n, sizeof *acc.arr, journal_job_cmp_created);
+    if (!acc.n) {
+        free(acc.arr);
+        acc.arr = NULL;
+    }
+    *out = acc.arr;
+    *nout = acc.n;
     return 0;
 }
 
