@@ -36,6 +36,28 @@ partial_free(struct star_partial *p)
     free(p);
 }
 
+/* The parent directory of each renamed file, to fsync once per directory. */
+struct parent_dir {
+    int fd;
+    int rc;
+    dev_t dev;
+    ino_t ino;
+};
+
+int
+star_commit_init(struct star *s)
+{
+    s->dirs = calloc(s->cfg.commit_group_max, sizeof *s->dirs);
+    return s->dirs ? 0 : ORBIT_ENOMEM;
+}
+
+void
+star_commit_release(struct star *s)
+{
+    free(s->dirs);
+    s->dirs = NULL;
+}
+
 void
 star_partials_free(struct star *s)
 {
@@ -538,54 +560,76 @@ move_refs(struct star *s, struct star_commit_item *items, size_t n)
     }
 }
 
-void
-star_commit_group(struct star *s, struct star_commit_item *items, size_t n)
+static void
+sync_files(struct star_commit_item *items, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        assemble_one(s, &items[i]);
     for (size_t i = 0; i < n; i++) {
         struct star_commit_item *it = &items[i];
         if (it->fd >= 0 && it->rc == 0 && fsync(it->fd) != 0)
             fail(it, orbit_err_from_errno(errno), WIRE_NO_ITEM, "fsync");
         if (it->fd >= 0)
             close(it->fd);
-    }
-    int *dirs = calloc(n ? n : 1, sizeof *dirs);
-    for (size_t i = 0; i < n; i++) {
-        struct star_commit_item *it = &items[i];
-        if (dirs)
-            dirs[i] = -1;
-        if (it->fd < 0 || it->rc < 0)
-            continue;
+        it->ready = it->fd >= 0 && it->rc == 0;
         it->fd = -1;
-        int pfd = -1;
-        rename_into_place(s, it, &pfd);
-        if (dirs)
-            dirs[i] = pfd;
-        else if (pfd >= 0)
-            close(pfd);
     }
-    /* One fsync per directory: fsync the first fd of each distinct dir. */
-    for (size_t i = 0; dirs && i < n; i++) {
-        if (dirs[i] < 0)
+}
+
+/* fsync each distinct directory once; its result goes to every file in it. */
+static void
+sync_dirs(struct star_commit_item *items, struct parent_dir *dirs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct parent_dir *d = &dirs[i];
+        if (d->fd < 0)
             continue;
-        struct stat a;
-        bool seen = false;
-        if (fstat(dirs[i], &a) == 0) {
-            for (size_t j = 0; j < i && !seen; j++) {
-                struct stat b;
-                seen = dirs[j] >= 0 && fstat(dirs[j], &b) == 0 &&
-                       a.st_ino == b.st_ino && a.st_dev == b.st_dev;
-            }
-        }
-        if (!seen && fsync(dirs[i]) != 0)
-            fail(&items[i], orbit_err_from_errno(errno), WIRE_NO_ITEM,
-                 "directory fsync");
+        size_t j = 0;
+        while (j < i && (dirs[j].fd < 0 || dirs[j].dev != d->dev ||
+                         dirs[j].ino != d->ino))
+            j++;
+        if (j < i)
+            d->rc = dirs[j].rc;
+        else if (fsync(d->fd) != 0)
+            d->rc = orbit_err_from_errno(errno);
+        if (d->rc < 0)
+            fail(&items[i], d->rc, WIRE_NO_ITEM, "directory fsync");
     }
+}
+
+static void
+rename_all(struct star *s, struct star_commit_item *items,
+           struct parent_dir *dirs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct parent_dir *d = &dirs[i];
+        d->fd = -1;
+        d->rc = 0;
+        if (items[i].ready)
+            rename_into_place(s, &items[i], &d->fd);
+        if (d->fd < 0)
+            continue;
+        struct stat st;
+        if (fstat(d->fd, &st) == 0) {
+            d->dev = st.st_dev;
+            d->ino = st.st_ino;
+        } else {
+            d->dev = 0;
+            d->ino = (ino_t)i; /* unknown: fsync it on its own */
+        }
+    }
+}
+
+void
+star_commit_group(struct star *s, struct star_commit_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assemble_one(s, &items[i]);
+    sync_files(items, n);
+    struct parent_dir *dirs = s->dirs;
+    rename_all(s, items, dirs, n);
+    sync_dirs(items, dirs, n);
     fsync(star_store_staging_dir(s->store));
-    for (size_t i = 0; dirs && i < n; i++)
-        if (dirs[i] >= 0)
-            close(dirs[i]);
-    free(dirs);
+    for (size_t i = 0; i < n; i++)
+        if (dirs[i].fd >= 0)
+            close(dirs[i].fd);
     move_refs(s, items, n);
 }

@@ -64,10 +64,12 @@ struct star_commit_item {
     char msg[256];
     int fd;        /* assembled staging file, fsync pending */
     bool complete; /* answered COMMIT_OK complete */
+    bool ready;    /* assembled and fsynced: to rename */
     bool renamed;
 };
 
 struct star_partial; /* a multi-frame COMMIT in progress */
+struct parent_dir;   /* star_commit.c */
 
 struct star {
     struct star_config cfg;
@@ -104,7 +106,8 @@ struct star {
     uint64_t put_bytes;
     struct star_commit_item *commits;
     size_t ncommits;
-    uint64_t commit_bytes; /* manifest copies held by the group */
+    uint64_t commit_bytes;   /* manifest copies held by the group */
+    struct parent_dir *dirs; /* commit_group_max: directories to fsync */
     struct star_partial *partials;
 
     uint8_t *scratch;      /* WIRE_MAX_CHUNK: decompressed chunk */
@@ -146,6 +149,9 @@ void star_flush(struct star *s);
 void star_commit_group(struct star *s, struct star_commit_item *items,
                        size_t n);
 void star_partials_free(struct star *s);
+/* The per-group directory table (commit_group_max entries). */
+int star_commit_init(struct star *s);
+void star_commit_release(struct star *s);
 
 /* ---- star_fsops.c ---- */
 void star_handle_list(struct star_conn *c, const struct wire_msg *m);

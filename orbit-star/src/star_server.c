@@ -990,6 +990,8 @@ setup(struct star *s, const struct star_config *cfg)
         rc = make_base(s);
     if (rc == 0)
         rc = star_batch_init(s);
+    if (rc == 0)
+        rc = star_commit_init(s);
     if (rc < 0)
         return rc;
     s->scratch = malloc(WIRE_MAX_CHUNK);
@@ -1059,6 +1061,7 @@ star_free(struct star *s)
         evconnlistener_free(s->listener);
     star_batch_release(s);
     star_partials_free(s);
+    star_commit_release(s);
     if (s->drain_timer)
         event_free(s->drain_timer);
     if (s->health_timer)
