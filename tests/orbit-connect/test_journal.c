@@ -1,6 +1,9 @@
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "connect_test.h"
 #include "orbit/error.h"
@@ -413,4 +416,66 @@ Test(journal_open, default_dir_from_env)
     journal_close(NULL);
     cr_assert_neq(journal_open("/proc/nope/journal", &j), 0);
     cr_assert_eq(journal_open(NULL, NULL), ORBIT_EINVAL);
+}
+
+/* A writer killed at a random point loses at most its open batch: every
+ * batch it reported committed is there, and the journal checks clean. */
+Test(journal_crash, sigkill_loses_only_the_open_batch, .timeout = 120)
+{
+    char *d = connect_test_tmpdir("jcrash");
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        struct journal *j;
+        const char *srcs[] = {"/s"};
+        struct journal_spec s = {JOURNAL_KIND_COPY, srcs, 1, "/d", NULL};
+        char id[JOURNAL_ID_LEN + 1], p[32];
+        struct journal_file f = {.size = 9, .state = JOURNAL_FILE_DONE};
+        if (journal_open(d, &j) != 0 || journal_job_create(j, &s, id) != 0)
+            _exit(1);
+        if (write(fds[1], id, JOURNAL_ID_LEN) != JOURNAL_ID_LEN)
+            _exit(1);
+        for (uint32_t b = 0;; b++) {
+            if (journal_batch_begin(j) != 0)
+                _exit(1);
+            for (int i = 0; i < 100; i++) {
+                snprintf(p, sizeof p, "b%05u/f%03d", b, i);
+                if (journal_file_put(j, id, p, &f) != 0)
+                    _exit(1);
+            }
+            if (journal_batch_commit(j) != 0 ||
+                write(fds[1], &b, sizeof b) != sizeof b)
+                _exit(1);
+        }
+    }
+    close(fds[1]);
+    char id[JOURNAL_ID_LEN + 1] = {0};
+    cr_assert_eq(read(fds[0], id, JOURNAL_ID_LEN), JOURNAL_ID_LEN);
+    uint32_t b = 0, last = 0;
+    while (last < 30 && read(fds[0], &b, sizeof b) == sizeof b)
+        last = b;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    while (read(fds[0], &b, sizeof b) == sizeof b)
+        last = b; /* reports written before the kill */
+    close(fds[0]);
+
+    struct journal *j;
+    cr_assert_eq(journal_open(d, &j), 0);
+    cr_assert_eq(journal_check(j), 0);
+    char p[32];
+    for (uint32_t k = 0; k <= last; k++)
+        for (int i = 0; i < 100; i += 33) {
+            snprintf(p, sizeof p, "b%05u/f%03d", k, i);
+            cr_assert(journal_file_is_done(j, id, p, 9, 0), "%s", p);
+        }
+    uint64_t counts[3];
+    cr_assert_eq(journal_file_count(j, id, counts), 0);
+    cr_assert_geq(counts[JOURNAL_FILE_DONE], (uint64_t)(last + 1) * 100);
+    cr_assert_eq(counts[JOURNAL_FILE_DONE] % 100, 0, "batches are whole");
+    journal_close(j);
+    connect_test_rmtree(d);
+    free(d);
 }

@@ -382,3 +382,40 @@ Test(walker_big, bounded_memory, .timeout = 600)
     connect_test_rmtree(big);
     free(big);
 }
+
+/* Mount points are produced but not entered with one_filesystem. */
+Test(walker_fs, one_filesystem_stops_at_mounts)
+{
+    struct stat root_st, st;
+    char mount[64] = "";
+    cr_assert_eq(stat("/dev", &root_st), 0);
+    const char *cands[] = {"shm", "pts", "mqueue", "hugepages"};
+    for (size_t i = 0; i < 4 && !mount[0]; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "/dev/%s", cands[i]);
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode) &&
+            st.st_dev != root_st.st_dev)
+            snprintf(mount, sizeof mount, "%s", cands[i]);
+    }
+    if (!mount[0])
+        cr_skip_test("no mount point under /dev");
+    struct walker_opts o;
+    walker_opts_init(&o);
+    o.one_filesystem = true;
+    o.on_error = on_err;
+    struct walker *w;
+    struct walker_entry e;
+    cr_assert_eq(walker_new("/dev", &o, &w), 0);
+    bool seen = false;
+    size_t mlen = strlen(mount);
+    while (walker_next(w, &e) == 0) {
+        if (strcmp(e.path, mount) == 0) {
+            seen = true;
+            cr_assert_eq(e.type, WALKER_DIR);
+        }
+        cr_assert(strncmp(e.path, mount, mlen) != 0 || e.path[mlen] != '/',
+                  "entered the mount: %s", e.path);
+    }
+    cr_assert(seen, "mount point %s produced", mount);
+    walker_free(w);
+}
