@@ -382,6 +382,7 @@ star_flush(struct star *s)
     if (s->ncommits == 0)
         return;
     size_t n = s->ncommits;
+    s->stats.commit_groups++;
     star_commit_group(s, s->commits, n);
     for (size_t i = 0; i < n; i++)
         reply_commit(s, &s->commits[i]);

@@ -926,6 +926,29 @@ star_get_stats(struct star *s, struct star_stats *out)
         in_loop(s, do_stats, out);
 }
 
+static int
+do_check(struct star *s, void *arg)
+{
+    (void)arg;
+    uint32_t n = 0;
+    for (const struct star_conn *c = s->conns; c; c = c->next, n++) {
+        if (c->dead || c->refs < 1 + c->pending ||
+            (c->next && c->next->prev != c) || (!c->prev && s->conns != c))
+            return ORBIT_ECORRUPT;
+    }
+    if (n != s->nconns || s->nputs > s->cfg.batch_max_chunks ||
+        s->ncommits > s->cfg.commit_group_max ||
+        (s->state >= STAR_DRAINING && s->listener))
+        return ORBIT_ECORRUPT;
+    return star_store_check(s->store);
+}
+
+int
+star_check(struct star *s)
+{
+    return s ? in_loop(s, do_check, NULL) : ORBIT_EINVAL;
+}
+
 /* ---- creation ---- */
 
 static int

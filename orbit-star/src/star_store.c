@@ -555,6 +555,17 @@ star_store_read(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
     return ok ? 0 : hard ? hard : ORBIT_ENOENT;
 }
 
+int
+star_store_check(struct star_store *st)
+{
+    for (size_t i = 0; i < STAGE_CACHE; i++) {
+        const struct stage_fd *e = &st->stage[i];
+        if (e->fd < 0 && (e->dirty || e->name[0]))
+            return ORBIT_ECORRUPT;
+    }
+    return starmap_check(st->sm, st->pool);
+}
+
 /* ---- after a commit: chunks move from containers to the file ---- */
 
 static int

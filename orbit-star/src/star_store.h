@@ -99,6 +99,11 @@ int star_store_index(struct star_store *st, const uint8_t *const *ids,
 int star_store_moved(struct star_store *st, const char *path,
                      const struct wire_commit *c, size_t *removed);
 
+/* Invariant checker: the fd cache is consistent and core-starmap's check
+ * passes (every container location reads back verified). 0 or
+ * ORBIT_ECORRUPT. */
+int star_store_check(struct star_store *st);
+
 /* The staging directory fd (borrowed) and the staging name of path (65
  * bytes with the NUL); forget closes the cached fd of path's staging file. */
 int star_store_staging_dir(struct star_store *st);

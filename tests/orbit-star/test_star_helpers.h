@@ -77,6 +77,8 @@ ts_start(struct tstar *t)
 TS_UNUSED static void
 ts_stop(struct tstar *t)
 {
+    if (t->star)
+        cr_assert_eq(star_check(t->star), 0, "star invariants broken");
     star_free(t->star);
     t->star = NULL;
     char cmd[300];

@@ -819,6 +819,7 @@ Test(star_data, stale_entries_are_dropped_on_read)
     m.u.have.ids = ids;
     cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HAVE_REPLY);
     cr_assert_eq(r.u.have_reply.bitmap[0], 0x02);
+    cr_assert_eq(star_check(T.star), 0, "the stale location is gone");
     tc_put(fd, 5, data + 4096, 4096, NULL, 0);
     tc_commit_msg(&m, 6, &f, refs);
     cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
@@ -905,6 +906,7 @@ Test(star_lifecycle, committed_chunks_leave_their_containers)
     star_get_stats(T.star, &st);
     cr_assert_geq(st.containers_removed, N - 2, "%llu removed",
                   (unsigned long long)st.containers_removed);
+    cr_assert_eq(star_check(T.star), 0);
     cr_assert_lt(count_entries(packs), before);
     /* the chunks are still served, from the committed file */
     f.path = "again.bin";
@@ -920,4 +922,45 @@ Test(star_lifecycle, committed_chunks_leave_their_containers)
     free(buf);
     close(fd);
     ts_stop(&T);
+}
+
+Test(star_data, many_small_files_share_commit_groups)
+{
+    int fd = tc_open(T.port);
+    enum { N = 100, LEN = 700 };
+    uint8_t data[N * LEN];
+    ts_fill(data, sizeof data, 71);
+    char paths[N][32];
+    struct wire_chunk_ref refs[N][1];
+    for (uint32_t i = 0; i < N; i++) {
+        struct wire_msg m;
+        snprintf(paths[i], sizeof paths[i], "small/d%u/f%03u", i % 4, i);
+        tc_put_msg(&m, 1000 + i, data + i * LEN, LEN, paths[i], 0);
+        cr_assert_eq(tc_send(fd, &m), 0);
+        size_t cuts[] = {LEN};
+        struct tc_file f = {paths[i], data + i * LEN, LEN, cuts, 1, 0, 0};
+        tc_commit_msg(&m, 2000 + i, &f, refs[i]);
+        cr_assert_eq(tc_send(fd, &m), 0);
+    }
+    uint8_t *buf = NULL;
+    for (uint32_t i = 0; i < 2 * N; i++) {
+        struct wire_msg r;
+        cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+        cr_assert(r.type == WIRE_PUT_OK || r.type == WIRE_COMMIT_OK, "%s",
+                  r.type == WIRE_ERROR ? r.u.error.message : "");
+    }
+    struct star_stats st;
+    star_get_stats(T.star, &st);
+    cr_assert_eq(st.files_committed, N);
+    cr_assert_lt(st.commit_groups, N / 2, "%llu groups for %d files",
+                 (unsigned long long)st.commit_groups, N);
+    for (uint32_t i = 0; i < N; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", T.root, paths[i]);
+        struct stat sb;
+        cr_assert_eq(stat(p, &sb), 0, "%s", paths[i]);
+        cr_assert_eq(sb.st_size, LEN);
+    }
+    free(buf);
+    close(fd);
 }

@@ -92,7 +92,8 @@ struct star_stats {
     uint64_t errors_io;
     uint64_t errors_proto;
     uint64_t errors_auth;
-    uint64_t sync_rounds;        /* grouped syncs performed */
+    uint64_t sync_rounds;        /* grouped PUT syncs performed */
+    uint64_t commit_groups;      /* grouped COMMIT syncs performed */
     uint64_t containers_removed; /* reclaimed after their chunks moved */
     uint64_t reads_paused;       /* a client's replies were piling up */
     uint32_t connections;
@@ -137,5 +138,12 @@ const char *star_state_name(enum star_state st);
 
 /* A snapshot of the counters. */
 void star_get_stats(struct star *s, struct star_stats *out);
+
+/*
+ * Invariant checker for tests: connection bookkeeping, bounded queues, and
+ * the chunk index (every container location reads back verified). 0 or
+ * ORBIT_ECORRUPT. Reads every container record: not for production paths.
+ */
+int star_check(struct star *s);
 
 #endif
