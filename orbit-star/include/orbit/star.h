@@ -12,8 +12,8 @@
  * accepts work) -> DRAINING (star_drain: no new connections, no new work,
  * in-flight requests finish) -> SHUTDOWN (every connection closed). Work
  * requests (HAVE, PUT, COMMIT, DELETE) outside SCHEDULED are answered ERROR
- * ESTATE, retryable. Each transition is written to stderr and reported to
- * star_config.on_state.
+ * ESTATE, retryable. Each transition is written to stderr (unless quiet)
+ * and reported to star_config.on_state, on the star's loop thread.
  *
  * Threads: with star_config.base NULL the star runs its own event_base on its
  * own thread, and every function here may be called from any thread (calls
