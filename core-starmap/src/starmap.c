@@ -336,7 +336,14 @@ starmap_open(const char *dir, const struct starmap_opts *o,
     struct starmap *sm = starmap_calloc(1, sizeof *sm);
     if (!sm)
         return ORBIT_ENOMEM;
-    pthread_rwlock_init(&sm->resize, NULL);
+    /* Writer-preferring: a steady stream of HAVE lookups must not starve
+     * the map growth that waits for every reader to leave. */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&sm->resize, &ra);
+    pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&sm->wlock, NULL);
     pthread_mutex_init(&sm->errlock, NULL);
     sm->mapsize = o->initial_map_size ? o->initial_map_size : DEFAULT_MAP;
