@@ -381,7 +381,7 @@ Test(copy_faults, mixed_faults_in_the_upload)
     SEEDS(42,
           "--fault reset,stall,truncate,delay --min-at 256 --span 2000000 "
           "--stall-ms 300 --delay-ms 5 --max-faults 6",
-          16, 24, 1);
+          11, 16, 2);
 }
 
 /* One flipped bit per connection inside PUT frames: ids, lengths, hints
