@@ -301,8 +301,8 @@ rec_io_header(struct rec_io *io, uint64_t off, struct pak_record_info *info)
 {
     uint8_t h[PAK_REC_HEADER_LEN];
     int rc = 0;
-    if (off < PAK_FILE_HEADER_LEN) {
-        pak_set_err(io->err, io->name, off, "offset inside the file header");
+    if (off < PAK_FILE_HEADER_LEN || off > (uint64_t)INT64_MAX / 2) {
+        pak_set_err(io->err, io->name, off, "offset outside the container");
         return ORBIT_EINVAL;
     }
     if (off + PAK_REC_HEADER_LEN > io->size)

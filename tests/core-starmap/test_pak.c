@@ -134,6 +134,10 @@ Test(pak, write_scan_read)
                  ORBIT_EFORMAT);
     cr_assert(strstr(pak_reader_errmsg(r), "container_000001.orbitpak"));
     cr_assert_eq(pak_reader_read(r, 3, NULL, big, 20000, NULL), ORBIT_EINVAL);
+    cr_assert_eq(pak_reader_read(r, UINT64_MAX - 10, NULL, big, 20000, NULL),
+                 ORBIT_EINVAL);
+    cr_assert_eq(pak_reader_read(r, 1u << 30, NULL, big, 20000, NULL),
+                 ORBIT_ETRUNC);
     free(big);
     pak_reader_free(r);
     /* reopen for append: continues after the last record */
