@@ -17,6 +17,7 @@
 #include "orbit/error.h"
 #include "orbit/wire_path.h"
 #include "star_internal.h"
+#include "star_alloc.h"
 
 struct star_partial {
     struct star_partial *next;
@@ -47,7 +48,7 @@ struct parent_dir {
 int
 star_commit_init(struct star *s)
 {
-    s->dirs = calloc(s->cfg.commit_group_max, sizeof *s->dirs);
+    s->dirs = star_calloc(s->cfg.commit_group_max, sizeof *s->dirs);
     return s->dirs ? 0 : ORBIT_ENOMEM;
 }
 
@@ -159,9 +160,9 @@ partial_take(struct star *s, struct star_commit_item *it,
         return 0;
     }
     partial_free(p);
-    p = calloc(1, sizeof *p);
+    p = star_calloc(1, sizeof *p);
     if (p) {
-        p->path = strdup(c->path);
+        p->path = star_strdup(c->path);
         p->md = EVP_MD_CTX_new();
     }
     if (!p || !p->path || !p->md ||

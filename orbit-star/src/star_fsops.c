@@ -17,6 +17,7 @@
 #include "orbit/health.h"
 #include "orbit/wire_path.h"
 #include "star_internal.h"
+#include "star_alloc.h"
 
 #define LIST_DEFAULT   1000
 #define LIST_MAX_DEPTH 128
@@ -77,14 +78,14 @@ read_names(int fd, char ***out, size_t *out_n)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
-            char **grown = realloc(names, cap * sizeof *names);
+            char **grown = star_realloc(names, cap * sizeof *names);
             if (!grown) {
                 rc = ORBIT_ENOMEM;
                 break;
             }
             names = grown;
         }
-        if (!(names[n] = strdup(e->d_name))) {
+        if (!(names[n] = star_strdup(e->d_name))) {
             rc = ORBIT_ENOMEM;
             break;
         }
@@ -126,7 +127,7 @@ emit(struct lister *l, const char *path, const struct stat *st)
         l->full = true;
         return;
     }
-    char *copy = strdup(path);
+    char *copy = star_strdup(path);
     if (!copy) {
         l->rc = ORBIT_ENOMEM;
         return;
@@ -253,7 +254,7 @@ star_handle_list(struct star_conn *c, const struct wire_msg *m)
                         q->path, orbit_strerror(rc));
         return;
     }
-    l.entries = calloc(l.max, sizeof *l.entries);
+    l.entries = star_calloc(l.max, sizeof *l.entries);
     if (!l.entries) {
         close(fd);
         star_send_error(c, m->request_id, ORBIT_ENOMEM, WIRE_NO_ITEM,

@@ -13,6 +13,7 @@
 #include "orbit/error.h"
 #include "orbit/wire_path.h"
 #include "star_internal.h"
+#include "star_alloc.h"
 
 /* Manifest bytes held before a group is committed regardless of count. */
 #define COMMIT_GROUP_BYTES ((uint64_t)32 << 20)
@@ -22,8 +23,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg);
 int
 star_batch_init(struct star *s)
 {
-    s->puts = calloc(s->cfg.batch_max_chunks, sizeof *s->puts);
-    s->commits = calloc(s->cfg.commit_group_max, sizeof *s->commits);
+    s->puts = star_calloc(s->cfg.batch_max_chunks, sizeof *s->puts);
+    s->commits = star_calloc(s->cfg.commit_group_max, sizeof *s->commits);
     s->flush_ev = evtimer_new(s->base, flush_cb, s);
     if (!s->puts || !s->commits || !s->flush_ev)
         return ORBIT_ENOMEM;
@@ -81,7 +82,7 @@ star_handle_have(struct star_conn *c, const struct wire_msg *m)
 {
     struct star *s = c->star;
     uint32_t n = m->u.have.n;
-    uint8_t *bitmap = calloc(1, (size_t)n / 8 + 1);
+    uint8_t *bitmap = star_calloc(1, (size_t)n / 8 + 1);
     if (!bitmap) {
         star_send_error(c, m->request_id, ORBIT_ENOMEM, WIRE_NO_ITEM,
                         "out of memory answering HAVE");
@@ -223,7 +224,7 @@ star_handle_put(struct star_conn *c, const struct wire_msg *m)
         queue_put(c, m->request_id, p->id, NULL, 0);
         return;
     }
-    struct star_loc *loc = rc == 0 ? malloc(sizeof *loc) : NULL;
+    struct star_loc *loc = rc == 0 ? star_malloc(sizeof *loc) : NULL;
     if (rc == 0 && !loc)
         rc = ORBIT_ENOMEM;
     if (rc == 0)
@@ -247,7 +248,7 @@ commit_copy(struct star_commit_item *it, const struct wire_commit *c)
 {
     size_t chunks = (size_t)c->n * (WIRE_ID_LEN + 4);
     size_t need = c->path_len + 1 + c->target_len + 1 + chunks;
-    it->buf = malloc(need);
+    it->buf = star_malloc(need);
     if (!it->buf)
         return ORBIT_ENOMEM;
     it->c = *c;
@@ -306,8 +307,8 @@ static void
 flush_puts(struct star *s)
 {
     size_t n = s->nputs;
-    const uint8_t **ids = calloc(n ? n : 1, sizeof *ids);
-    const struct star_loc **locs = calloc(n ? n : 1, sizeof *locs);
+    const uint8_t **ids = star_calloc(n ? n : 1, sizeof *ids);
+    const struct star_loc **locs = star_calloc(n ? n : 1, sizeof *locs);
     int rc = ids && locs ? 0 : ORBIT_ENOMEM;
     size_t k = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {

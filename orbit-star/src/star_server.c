@@ -25,6 +25,7 @@
 #include "orbit/error.h"
 #include "orbit/health.h"
 #include "star_internal.h"
+#include "star_alloc.h"
 
 #define OUT_LIMIT  ((size_t)8 << 20) /* output bytes before reading pauses */
 #define READ_LIMIT ((size_t)WIRE_HDR_LEN + WIRE_MAX_PAYLOAD)
@@ -644,7 +645,7 @@ conn_start(struct star *s, struct star_conn *c)
 static int
 conn_new(struct star *s, evutil_socket_t fd, const char *peer)
 {
-    struct star_conn *c = calloc(1, sizeof *c);
+    struct star_conn *c = star_calloc(1, sizeof *c);
     if (!c) {
         evutil_closesocket(fd);
         return ORBIT_ENOMEM;
@@ -958,7 +959,7 @@ copy_config(struct star *s, const struct star_config *cfg)
         cfg->token_len > WIRE_TOKEN_MAX)
         return ORBIT_EINVAL;
     s->cfg = *cfg;
-    s->root = strdup(cfg->root);
+    s->root = star_strdup(cfg->root);
     if (!s->root)
         return ORBIT_ENOMEM;
     memcpy(s->token, cfg->token, cfg->token_len);
@@ -1017,9 +1018,9 @@ setup(struct star *s, const struct star_config *cfg)
         rc = star_commit_init(s);
     if (rc < 0)
         return rc;
-    s->scratch = malloc(WIRE_MAX_CHUNK);
-    s->scratch2 = malloc(WIRE_MAX_CHUNK);
-    s->locs = calloc(STAR_MAX_LOCS, sizeof *s->locs);
+    s->scratch = star_malloc(WIRE_MAX_CHUNK);
+    s->scratch2 = star_malloc(WIRE_MAX_CHUNK);
+    s->locs = star_calloc(STAR_MAX_LOCS, sizeof *s->locs);
     s->zdctx = ZSTD_createDCtx();
     s->drain_timer = evtimer_new(s->base, drain_timeout_cb, s);
     if (!s->scratch || !s->scratch2 || !s->locs || !s->zdctx || !s->drain_timer)
@@ -1035,7 +1036,7 @@ star_new(const struct star_config *cfg, struct star **out)
     struct sigaction old;
     if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
         signal(SIGPIPE, SIG_IGN);
-    struct star *s = calloc(1, sizeof *s);
+    struct star *s = star_calloc(1, sizeof *s);
     if (!s)
         return ORBIT_ENOMEM;
     s->rootfd = -1;

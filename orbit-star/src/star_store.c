@@ -17,6 +17,7 @@
 #include "orbit/starmap.h"
 #include "orbit/wire_path.h"
 #include "star_store.h"
+#include "star_alloc.h"
 
 #define STAGE_CACHE 64
 
@@ -109,7 +110,7 @@ int
 star_store_open(int rootfd, const char *root, uint64_t pack_max,
                 struct star_store **out)
 {
-    struct star_store *st = calloc(1, sizeof *st);
+    struct star_store *st = star_calloc(1, sizeof *st);
     if (!st)
         return ORBIT_ENOMEM;
     st->rootfd = rootfd;
@@ -192,8 +193,8 @@ star_store_have(struct star_store *st, const uint8_t *ids, uint32_t n,
 {
     if (n == 0)
         return 0;
-    struct chunk_id *cids = calloc(n, sizeof *cids);
-    bool *have = calloc(n, sizeof *have);
+    struct chunk_id *cids = star_calloc(n, sizeof *cids);
+    bool *have = star_calloc(n, sizeof *have);
     int rc = cids && have ? 0 : ORBIT_ENOMEM;
     if (rc == 0) {
         memcpy(cids, ids, (size_t)n * WIRE_ID_LEN);
@@ -223,7 +224,7 @@ star_store_lookup(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
 {
     struct chunk_id cid;
     to_cid(id, &cid);
-    struct starmap_entry *e = malloc(sizeof *e);
+    struct starmap_entry *e = star_malloc(sizeof *e);
     if (!e)
         return ORBIT_ENOMEM;
     int rc = starmap_lookup(st->sm, &cid, e);
@@ -241,7 +242,7 @@ star_store_index(struct star_store *st, const uint8_t *const *ids,
     if (n == 0)
         return 0;
     starmap_batch_clear(st->batch);
-    struct starmap_loc *sl = malloc(sizeof *sl);
+    struct starmap_loc *sl = star_malloc(sizeof *sl);
     int rc = sl ? 0 : ORBIT_ENOMEM;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct chunk_id cid;
@@ -508,7 +509,7 @@ drop_stale(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
 {
     struct chunk_id cid;
     to_cid(id, &cid);
-    struct starmap_loc *sl = malloc(sizeof *sl);
+    struct starmap_loc *sl = star_malloc(sizeof *sl);
     if (!sl)
         return;
     size_t dropped = 0;
@@ -529,7 +530,7 @@ int
 star_store_read(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
                 uint32_t raw_len, uint8_t *buf)
 {
-    struct star_loc *locs = malloc(STAR_MAX_LOCS * sizeof *locs);
+    struct star_loc *locs = star_malloc(STAR_MAX_LOCS * sizeof *locs);
     if (!locs)
         return ORBIT_ENOMEM;
     size_t n = 0;
@@ -598,7 +599,7 @@ star_store_moved(struct star_store *st, const char *path,
                  const struct wire_commit *c, size_t *removed)
 {
     *removed = 0;
-    struct star_loc *locs = malloc(STAR_MAX_LOCS * sizeof *locs);
+    struct star_loc *locs = star_malloc(STAR_MAX_LOCS * sizeof *locs);
     if (!locs)
         return ORBIT_ENOMEM;
     starmap_batch_clear(st->batch);
