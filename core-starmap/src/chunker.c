@@ -154,13 +154,59 @@ chunker_reset(struct chunker *ch)
             return i + (k) + 2;                                                \
     } while (0)
 
+#define LANE_BLOCK  ((size_t)2048)
+#define GEAR_WINDOW 64 /* bytes a 64-bit gear hash depends on */
+
+/*
+ * Two lanes: the hash of byte p depends only on the 64 bytes up to p (older
+ * ones are shifted out), so a second lane can start GEAR_WINDOW bytes before
+ * its block with a zero hash and be exact from the block's first byte. Lane
+ * A hashes [0, B) while lane B hashes [B, 2B); the two dependency chains run
+ * in parallel. A hit in A wins; a hit in B counts only if A has none. At the
+ * end lane B's hash is the state at 2B, and A carries on from it. Returns
+ * the index just past the cut, 0 if none in the 2B bytes.
+ */
+static size_t
+roll_lanes(const uint64_t *g, const uint8_t *a, uint64_t *fpp, uint64_t m)
+{
+    const uint8_t *c = a + LANE_BLOCK;
+    uint64_t fa = *fpp, fb = 0;
+    size_t j;
+    for (j = 0; j < GEAR_WINDOW; j++)
+        fb = (fb << 1) + g[a[LANE_BLOCK - GEAR_WINDOW + j]];
+    for (j = 0; j < LANE_BLOCK; j++) {
+        fa = (fa << 1) + g[a[j]];
+        fb = (fb << 1) + g[c[j]];
+        if (__builtin_expect(!(fa & m) | !(fb & m), 0))
+            break;
+    }
+    if (j == LANE_BLOCK) {
+        *fpp = fb;
+        return 0;
+    }
+    if (!(fa & m))
+        return j + 1;
+    for (size_t k = j + 1; k < LANE_BLOCK; k++) {
+        fa = (fa << 1) + g[a[k]];
+        if (!(fa & m))
+            return k + 1;
+    }
+    return LANE_BLOCK + j + 1;
+}
+
 static size_t
 roll(struct chunker *ch, const uint8_t *b, size_t n, uint64_t m, uint64_t m_ls)
 {
     uint64_t fp = ch->fp;
     const uint64_t *g = ch->gear, *gls = ch->gear_ls;
     size_t i = 0;
-    /* Unrolled: the loop overhead would otherwise cost as much as a byte. */
+    for (; n - i >= 2 * LANE_BLOCK; i += 2 * LANE_BLOCK) {
+        size_t hit = roll_lanes(g, b + i, &fp, m);
+        if (hit)
+            return i + hit;
+    }
+    /* The rest, one lane, unrolled: the loop overhead would otherwise cost
+     * as much as a byte. */
     for (; i + 8 <= n; i += 8) {
         ROLL_PAIR(0);
         ROLL_PAIR(2);
