@@ -419,3 +419,48 @@ Test(walker_fs, one_filesystem_stops_at_mounts)
     cr_assert(seen, "mount point %s produced", mount);
     walker_free(w);
 }
+
+/* A path longer than the walker's buffer is an entry error; the walk goes
+ * on with the rest of the tree. */
+Test(walker_long, path_too_long_is_an_entry_error, .timeout = 60)
+{
+    char *r = connect_test_tmpdir("walklong");
+    char name[201];
+    memset(name, 'n', 200);
+    name[200] = '\0';
+    int fd = open(r, O_RDONLY | O_DIRECTORY);
+    cr_assert_geq(fd, 0);
+    for (int i = 0; i < 22; i++) { /* 22 * 201 bytes > 4096 */
+        cr_assert_eq(mkdirat(fd, name, 0755), 0);
+        int next = openat(fd, name, O_RDONLY | O_DIRECTORY);
+        cr_assert_geq(next, 0);
+        close(fd);
+        fd = next;
+    }
+    close(fd);
+    connect_test_write(r, "after", 1);
+    struct walker *w;
+    struct walker_entry e;
+    cr_assert_eq(walker_new(r, NULL, &w), 0);
+    int rc, errors = 0;
+    size_t dirs = 0;
+    bool after = false;
+    while ((rc = walker_next(w, &e)) != ORBIT_ENOENT) {
+        if (rc == ORBIT_ETOOBIG) {
+            errors++;
+            cr_assert_lt(strlen(e.path), 4096);
+            continue;
+        }
+        cr_assert_eq(rc, 0);
+        dirs += e.type == WALKER_DIR;
+        after |= strcmp(e.path, "after") == 0;
+    }
+    cr_assert_eq(errors, 1);
+    cr_assert_eq(dirs, 20); /* 20 * 201 - 1 fits, the 21st does not */
+    cr_assert(after);
+    walker_free(w);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r);
+    cr_assert_eq(system(cmd), 0);
+    free(r);
+}
