@@ -221,3 +221,25 @@ Test(chunker, insertion_changes_only_nearby_chunks)
     free(a);
     free(b);
 }
+
+/* The two-lane scan against the byte-at-a-time rule, on random and on
+ * repetitive data, with sizes that put cuts in either lane. */
+Test(chunker, lanes_match_bytewise)
+{
+    const size_t len = 1u << 20;
+    struct chunker_params ps[] = {
+        {1024, 4096, 32768}, {2048, 8192, 65536}, {4096, 65536, 131072}};
+    static struct cuts whole, bytewise;
+    for (int kind = 0; kind < 2; kind++) {
+        uint8_t *d = kind ? tu_text_bytes(11, len) : tu_random_bytes(11, len);
+        for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
+            chunk_sliced(&ps[k], d, len, 0, 0, &whole);
+            chunk_sliced(&ps[k], d, len, 99, 1, &bytewise);
+            cr_assert(whole.n == bytewise.n &&
+                          memcmp(whole.len, bytewise.len,
+                                 whole.n * sizeof whole.len[0]) == 0,
+                      "kind %d params %zu", kind, k);
+        }
+        free(d);
+    }
+}
