@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "e2e_util.h"
@@ -161,5 +162,42 @@ Test(cli_resume, orbit_reconnects_to_a_restarted_star)
     e2e_proc_free(&r->p);
     check_big(r->under);
     e2e_star_stop(&r->star);
+    free(r);
+}
+
+/* A star lost for good mid-run: the job does not wait for it forever. Its
+ * files run out of retries (ORBIT_RETRY_INITIAL_MS=50, 5 retries) and the
+ * run ends, exit 1 or 3, well within the breaker's first half-open probe
+ * and its failure. */
+Test(cli_resume, a_star_lost_for_good_ends_the_run)
+{
+    struct star_run *r = calloc(1, sizeof *r);
+    star_run_cut(r);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    long waited = 0;
+    while (kill(r->p.pid, 0) == 0 && waited < 40000) {
+        int status;
+        if (waitpid(r->p.pid, &status, WNOHANG) == r->p.pid) {
+            r->p.code = WIFEXITED(status) ? WEXITSTATUS(status)
+                                          : 128 + WTERMSIG(status);
+            r->p.pid = 0;
+            break;
+        }
+        usleep(50 * 1000);
+        waited += 50;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    bool ended = r->p.pid == 0;
+    if (!ended) {
+        kill(r->p.pid, SIGKILL);
+        e2e_wait(&r->p, 10);
+    }
+    cr_expect(ended,
+              "orbit still waiting %ld s after its star died; "
+              "stderr:\n%s",
+              (long)(b.tv_sec - a.tv_sec), r->p.err);
+    cr_expect(!ended || r->p.code == 1 || r->p.code == 3, "exit %d", r->p.code);
+    e2e_proc_free(&r->p);
     free(r);
 }
