@@ -285,3 +285,21 @@ Test(cli_copy, compress_and_bwlimit)
     cr_expect_geq(secs, 2.5, "--bwlimit 1M sent 3 MiB in %.2f s", secs);
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0);
 }
+
+/* `orbit copy . DST` (here SRC/.) copies the directory's contents, as
+ * SRC/ does, and as rsync -a does. */
+Test(cli_copy, dot_as_source_copies_the_contents)
+{
+    char dot[E2E_PATH + 4];
+    small_tree(e2e_path(t, dot, "src/alpha"), 6);
+    char a[E2E_PATH];
+    snprintf(a, sizeof a, "%s", dot);
+    snprintf(dot, sizeof dot, "%s/.", a);
+    struct e2e_proc p;
+    int code = E2E_ORBIT_RUN(t, &p, "copy", dot, t->dst);
+    cr_expect_eq(code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", code, p.out,
+                 p.err);
+    e2e_proc_free(&p);
+    cr_assert_eq(e2e_compare_trees(a, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "copy SRC/. did not copy SRC's contents");
+}
