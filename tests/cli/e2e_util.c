@@ -9,6 +9,8 @@
 #include <ftw.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -124,6 +126,14 @@ e2e_path(const struct e2e *t, char *buf, const char *fmt, ...)
 
 /* ---- processes ---- */
 
+static void
+child_env(const struct e2e *t)
+{
+    setenv("ORBIT_STATE_DIR", t->state, 1);
+    setenv("ORBIT_RETRY_INITIAL_MS", "50", 1);
+    unsetenv("ORBIT_TOKEN");
+}
+
 /* Root without the capabilities that bypass file modes: out of the
  * bounding set (execve would give them back otherwise) and of the
  * effective, permitted and inheritable sets. */
@@ -158,9 +168,7 @@ child_exec(const struct e2e *t, const struct e2e_proc *p,
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
-    setenv("ORBIT_STATE_DIR", t->state, 1);
-    setenv("ORBIT_RETRY_INITIAL_MS", "50", 1);
-    unsetenv("ORBIT_TOKEN");
+    child_env(t);
     if (t->no_dac && drop_dac() != 0) {
         fprintf(stderr,
                 "e2e: cannot drop CAP_DAC_OVERRIDE and "
@@ -188,9 +196,54 @@ e2e_spawn(struct e2e *t, struct e2e_proc *p, const char *const *argv)
     track(t, p->pid);
 }
 
+int
+e2e_orbit_pty(struct e2e *t, const char *const *argv, char **out)
+{
+    int master = -1;
+    fflush(NULL);
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    cr_assert_geq(pid, 0, "forkpty: %s", strerror(errno));
+    if (pid == 0) {
+        child_env(t);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execv(E2E_ORBIT, (char *const *)argv);
+        _exit(127);
+    }
+    track(t, pid);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    cr_assert_not_null(buf);
+    for (int waited = 0; waited < 60000;) {
+        struct pollfd pfd = {master, POLLIN, 0};
+        int r = poll(&pfd, 1, 100);
+        if (r == 0) {
+            waited += 100;
+            continue;
+        }
+        ssize_t got = read(master, buf + n, cap - n);
+        if (got <= 0)
+            break; /* EIO once the child has closed the terminal */
+        n += (size_t)got;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            cr_assert_not_null(buf);
+        }
+    }
+    buf[n] = '\0';
+    close(master);
+    struct e2e_proc p = {.pid = pid};
+    e2e_wait(&p, 10);
+    e2e_proc_free(&p);
+    *out = buf;
+    return p.code;
+}
+
 static char *
 slurp_text(const char *path)
 {
+    if (!path[0])
+        return strdup(""); /* nothing captured (a pty run) */
     size_t len = 0;
     uint8_t *b = e2e_read_all(path, &len);
     return (char *)b;

@@ -61,6 +61,10 @@ void e2e_spawn(struct e2e *t, struct e2e_proc *p, const char *const *argv);
 void e2e_wait(struct e2e_proc *p, int timeout_s);
 void e2e_proc_free(struct e2e_proc *p);
 
+/* Run argv (argv[0] "orbit") on a pseudo-terminal to its end (60 s at
+ * most); *out gets everything it wrote there. Returns its exit code. */
+int e2e_orbit_pty(struct e2e *t, const char *const *argv, char **out);
+
 /* Run `orbit ARGS...` to its end (60 s at most); returns its exit code. */
 int e2e_orbit(struct e2e *t, struct e2e_proc *p, ...);
 #define E2E_ORBIT_RUN(t, p, ...) e2e_orbit((t), (p), __VA_ARGS__, (char *)NULL)

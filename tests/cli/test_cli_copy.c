@@ -303,3 +303,28 @@ Test(cli_copy, dot_as_source_copies_the_contents)
     cr_assert_eq(e2e_compare_trees(a, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
                  "copy SRC/. did not copy SRC's contents");
 }
+
+/* On a terminal a progress line (bytes, files, rate, ETA, dead letters)
+ * is redrawn with \r; with stdout not a terminal there is none. */
+Test(cli_copy, progress_line_only_on_a_terminal)
+{
+    e2e_put(t->src, "slow.bin", 3u << 20, 8, 0644);
+    const char *argv[] = {"orbit",      "copy", "--bwlimit", "2M",
+                          t->src_slash, t->dst, NULL};
+    char *tty = NULL;
+    int code = e2e_orbit_pty(t, argv, &tty);
+    cr_expect_eq(code, 0, "exit %d on a terminal:\n%s", code, tty);
+    cr_expect_not_null(strchr(tty, '\r'), "no progress line:\n%s", tty);
+    cr_expect_not_null(strstr(tty, "ETA"), "no ETA:\n%s", tty);
+    cr_expect_not_null(strstr(tty, "files"), "%s", tty);
+    cr_expect_not_null(strstr(tty, "orbit copy: done"), "no report:\n%s", tty);
+    free(tty);
+    char d2[E2E_PATH];
+    struct e2e_proc p;
+    code =
+        E2E_ORBIT_RUN(t, &p, "copy", t->src_slash, e2e_path(t, d2, "second"));
+    cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
+    cr_expect_null(strchr(p.out, '\r'), "a progress line on a file:\n%s",
+                   p.out);
+    e2e_proc_free(&p);
+}
