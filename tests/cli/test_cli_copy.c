@@ -328,3 +328,24 @@ Test(cli_copy, progress_line_only_on_a_terminal)
                    p.out);
     e2e_proc_free(&p);
 }
+
+/* -q prints nothing on success; -v prints a line per file sent. */
+Test(cli_copy, quiet_and_verbose)
+{
+    char src[E2E_PATH], d1[E2E_PATH], d2[E2E_PATH], s[E2E_PATH];
+    small_tree(e2e_path(t, src, "src/q"), 9);
+    struct e2e_proc p;
+    int code = E2E_ORBIT_RUN(t, &p, "copy", "-q", slash(src, s),
+                             e2e_path(t, d1, "quiet"));
+    cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
+    cr_expect_str_empty(p.out, "-q printed:\n%s", p.out);
+    cr_expect_str_empty(p.err, "-q printed:\n%s", p.err);
+    e2e_proc_free(&p);
+    code = E2E_ORBIT_RUN(t, &p, "copy", "-v", slash(src, s),
+                         e2e_path(t, d2, "verbose"));
+    cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
+    cr_expect_not_null(strstr(p.out, "sent one.txt\n"), "%s", p.out);
+    cr_expect_not_null(strstr(p.out, "sent sub/two.bin\n"), "%s", p.out);
+    e2e_proc_free(&p);
+    cr_assert_eq(e2e_compare_trees(src, d2, E2E_CMP_NO_EXTRA, NULL), 0);
+}
