@@ -16,11 +16,12 @@
  *             frame boundary, drop the rest of that frame and close (FIN)
  *   flip      invert one bit of the byte at offset N
  *
- * N is --at, or --min-at plus a draw from [0, --span). The direction is --dir
- * (up: client to target, down: target to client, any: drawn). With --frame-type
- * T, N counts only the payload bytes of wire frames of type T (0x16: COMMIT),
- * so a fault lands inside such a frame. On SIGTERM, SIGINT or after
- * --max-seconds it prints one summary line on stderr and exits 0.
+ * N is --at, or --min-at plus a draw from [0, --span). The direction is
+ * --dir (up: client to target, down: target to client, any: drawn). With
+ * --frame-type T, N counts only the payload bytes of wire frames of type T
+ * (0x16: COMMIT), or of every frame with "any", so the fault lands inside
+ * such a payload. On SIGTERM, SIGINT or after --max-seconds it prints one
+ * summary line on stderr and exits 0.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,6 +49,7 @@
 #define FP_HDR_LEN   12         /* the wire frame header */
 #define FP_HIGH_MARK (1u << 20) /* stop reading a side past this backlog */
 #define FP_MAX_KINDS 5
+#define FP_ANY_TYPE  256 /* --frame-type any */
 
 enum fp_kind {
     FP_NONE = -1,
@@ -76,7 +78,7 @@ struct fp_opts {
     uint64_t span;
     uint64_t min_at; /* drawn offsets start here */
     enum fp_dir dir;
-    int frame_type; /* -1, or count offsets in payloads of this type only */
+    int frame_type; /* -1, a type, or FP_ANY_TYPE: offsets in payloads */
     uint32_t stall_ms;
     uint32_t delay_ms;
     uint32_t max_seconds;
@@ -355,6 +357,14 @@ fp_conn_try_close(struct fp_conn *c)
         fp_conn_kill(c, false);
 }
 
+/* Whether the payload being forwarded counts towards the fault offset. */
+static bool
+fp_counted(const struct fp_leg *l)
+{
+    int ft = l->c->p->o.frame_type;
+    return ft == FP_ANY_TYPE || ft == (int)l->type;
+}
+
 /* Follow frame boundaries over the next n bytes of in. */
 static void
 fp_track(struct fp_leg *l, struct evbuffer *in, size_t n)
@@ -364,7 +374,7 @@ fp_track(struct fp_leg *l, struct evbuffer *in, size_t n)
         if (l->payload_left > 0) {
             uint64_t k = n - pos < l->payload_left ? n - pos : l->payload_left;
             l->payload_left -= k;
-            if (l->type == l->c->p->o.frame_type)
+            if (fp_counted(l))
                 l->typed_off += k;
             pos += (size_t)k;
             continue;
@@ -553,7 +563,7 @@ fp_gap(const struct fp_leg *l, size_t avail)
         gap = pl->at > l->off ? pl->at - l->off : 0;
     } else if (l->payload_left == 0) {
         gap = FP_HDR_LEN - l->hdr_have; /* to the end of this header */
-    } else if (l->type != l->c->p->o.frame_type) {
+    } else if (!fp_counted(l)) {
         gap = l->payload_left;
     } else {
         gap = pl->at > l->typed_off ? pl->at - l->typed_off : 0;
@@ -777,7 +787,7 @@ fp_usage(FILE *f)
                "[--skip N]\n"
                "  [--at BYTES | --min-at BYTES --span BYTES] "
                "[--dir up|down|any] "
-               "[--frame-type T]\n"
+               "[--frame-type T|any]\n"
                "  [--stall-ms MS] [--delay-ms MS] [--max-seconds S] "
                "[--verbose]\n"
                "KIND: reset, stall, delay, truncate, flip. Prints its port on "
@@ -864,7 +874,9 @@ fp_parse_opt(int ch, const char *v, struct fp_opts *o)
     case 'M':
         return fp_parse_u64(v, UINT64_MAX, &o->min_at);
     case 'F':
-        if (fp_parse_u64(v, 255, &n) < 0)
+        if (strcmp(v, "any") == 0)
+            n = FP_ANY_TYPE;
+        else if (fp_parse_u64(v, 255, &n) < 0)
             return -1;
         o->frame_type = (int)n;
         return 0;
