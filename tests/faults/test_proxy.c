@@ -330,6 +330,11 @@ Test(proxy, frame_type_aims_inside_those_frames)
                            "150",     NULL};
     unsigned bit = 0;
     cr_assert_eq(flip_case(extra, true, &bit, data, len), 3 * one + 12 + 50);
+    /* "any": payload bytes of every frame, headers skipped. */
+    data = frames(10, 100, &len);
+    const char *any[] = {"--fault", "flip", "--frame-type", "any", "--at",
+                         "100",     NULL};
+    cr_assert_eq(flip_case(any, true, &bit, data, len), one + 12);
 }
 
 /* One request of n bytes through the proxy and an echo of it; ms taken. */
