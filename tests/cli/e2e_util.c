@@ -169,6 +169,8 @@ child_exec(const struct e2e *t, const struct e2e_proc *p,
     dup2(out, 1);
     dup2(err, 2);
     child_env(t);
+    if (t->cwd && chdir(t->cwd) != 0)
+        _exit(124);
     if (t->no_dac && drop_dac() != 0) {
         fprintf(stderr,
                 "e2e: cannot drop CAP_DAC_OVERRIDE and "

@@ -27,8 +27,9 @@ struct e2e {
     char state[E2E_PATH];
     char src_slash[E2E_PATH + 2]; /* src with a trailing '/' */
     unsigned nruns;
-    bool no_dac;   /* root: run orbit without CAP_DAC_* (modes apply) */
-    pid_t live[8]; /* children to kill at teardown if still running */
+    bool no_dac;     /* root: run orbit without CAP_DAC_* (modes apply) */
+    const char *cwd; /* working directory of the runs, NULL: inherited */
+    pid_t live[8];   /* children to kill at teardown if still running */
 };
 
 void e2e_setup(struct e2e *t);

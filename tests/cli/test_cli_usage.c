@@ -141,3 +141,22 @@ Test(cli_usage, orbit_star_command_line)
     STAR(1, missing, false, "--root", missing, "--token-file", tok, "--listen",
          "127.0.0.1:0");
 }
+
+/* `orbit demo` copies, edits, syncs and verifies a sample tree in
+ * ./demo-out and says so. */
+Test(cli_usage, demo_runs_end_to_end)
+{
+    t->cwd = t->dir;
+    struct e2e_proc p;
+    e2e_spawn(t, &p, (const char *const[]){E2E_ORBIT, "demo", NULL});
+    e2e_wait(&p, 90);
+    cr_assert_eq(p.code, 0, "orbit demo: exit %d\nstdout:\n%s\nstderr:\n%s",
+                 p.code, p.out, p.err);
+    cr_expect_not_null(strstr(p.out, "orbit sync: done"), "%s", p.out);
+    cr_expect_not_null(strstr(p.out, "0 differences"), "%s", p.out);
+    e2e_proc_free(&p);
+    char src[E2E_PATH], dst[E2E_PATH];
+    e2e_path(t, src, "demo-out/source");
+    e2e_path(t, dst, "demo-out/destination");
+    cr_assert_eq(e2e_compare_trees(src, dst, E2E_CMP_NO_EXTRA, NULL), 0);
+}
