@@ -562,12 +562,21 @@ move_refs(struct star *s, struct star_commit_item *items, size_t n)
 }
 
 static void
-sync_files(struct star_commit_item *items, size_t n)
+sync_files(struct star *s, struct star_commit_item *items, size_t n)
 {
+    /* A group of many files: one syncfs instead of an fsync each. */
+    int all = -1;
+    if (n >= STAR_SYNCFS_MIN)
+        all = syncfs(s->rootfd) == 0 ? 0 : orbit_err_from_errno(errno);
     for (size_t i = 0; i < n; i++) {
         struct star_commit_item *it = &items[i];
-        if (it->fd >= 0 && it->rc == 0 && fsync(it->fd) != 0)
-            fail(it, orbit_err_from_errno(errno), WIRE_NO_ITEM, "fsync");
+        if (it->fd >= 0 && it->rc == 0) {
+            int rc = all;
+            if (rc < 0 && all == -1)
+                rc = fsync(it->fd) == 0 ? 0 : orbit_err_from_errno(errno);
+            if (rc < 0)
+                fail(it, rc, WIRE_NO_ITEM, "fsync");
+        }
         if (it->fd >= 0)
             close(it->fd);
         it->ready = it->fd >= 0 && it->rc == 0;
@@ -577,8 +586,16 @@ sync_files(struct star_commit_item *items, size_t n)
 
 /* fsync each distinct directory once; its result goes to every file in it. */
 static void
-sync_dirs(struct star_commit_item *items, struct parent_dir *dirs, size_t n)
+sync_dirs(struct star *s, struct star_commit_item *items,
+          struct parent_dir *dirs, size_t n)
 {
+    if (n >= STAR_SYNCFS_MIN) {
+        int rc = syncfs(s->rootfd) == 0 ? 0 : orbit_err_from_errno(errno);
+        for (size_t i = 0; rc < 0 && i < n; i++)
+            if (dirs[i].fd >= 0)
+                fail(&items[i], rc, WIRE_NO_ITEM, "directory sync");
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         struct parent_dir *d = &dirs[i];
         if (d->fd < 0)
@@ -624,11 +641,12 @@ star_commit_group(struct star *s, struct star_commit_item *items, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         assemble_one(s, &items[i]);
-    sync_files(items, n);
+    sync_files(s, items, n);
     struct parent_dir *dirs = s->dirs;
     rename_all(s, items, dirs, n);
-    sync_dirs(items, dirs, n);
-    fsync(star_store_staging_dir(s->store));
+    sync_dirs(s, items, dirs, n);
+    if (n < STAR_SYNCFS_MIN)
+        fsync(star_store_staging_dir(s->store));
     for (size_t i = 0; i < n; i++)
         if (dirs[i].fd >= 0)
             close(dirs[i].fd);

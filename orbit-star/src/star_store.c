@@ -428,6 +428,19 @@ star_store_sync(struct star_store *st)
         rc = pak_pool_sync(st->pool);
         st->pool_dirty = rc < 0;
     }
+    size_t dirty = 0;
+    for (size_t i = 0; i < STAGE_CACHE; i++)
+        dirty += st->stage[i].fd >= 0 && st->stage[i].dirty;
+    if (rc == 0 && dirty >= STAR_SYNCFS_MIN) {
+        /* Many small staging files: one syncfs costs less than one
+         * fdatasync each, and covers the staging directory too. */
+        if (syncfs(st->stagingfd) != 0)
+            return errno_rc();
+        for (size_t i = 0; i < STAGE_CACHE; i++)
+            st->stage[i].dirty = false;
+        st->staging_dir_dirty = false;
+        return 0;
+    }
     for (size_t i = 0; i < STAGE_CACHE && rc == 0; i++) {
         struct stage_fd *e = &st->stage[i];
         if (e->fd >= 0 && e->dirty) {
