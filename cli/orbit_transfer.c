@@ -497,8 +497,14 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     struct dlq_entry *dl = NULL;
     size_t ndl = 0;
     bool resumed = false;
-    if (setup_sources(&o, x, nsrc) != 0 || setup_dests(&o, x) != 0)
+    if (setup_sources(&o, x, nsrc) != 0)
         goto out;
+    int drc = setup_dests(&o, x);
+    if (drc != 0) {
+        if (drc == ORBIT_EINVAL)
+            exit_code = ORBIT_EXIT_USAGE; /* a malformed star:// URL */
+        goto out;
+    }
     if (!o.dry_run && cli_journal_open(&o, &j) != 0)
         goto out;
     if (j && journal_job(&o, j, nsrc, x->job_id, &resumed) != 0) {
