@@ -298,3 +298,25 @@ Test(cli_sync, checksum_catches_what_size_and_mtime_miss)
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
                  "sync --checksum left a different file");
 }
+
+/* An excluded path is not the source's to delete: --delete leaves DST's
+ * copy alone (as rsync does without --delete-excluded). */
+Test(cli_sync, delete_spares_excluded_paths)
+{
+    e2e_put(t->src, "keep.c", 1000, 1, 0644);
+    e2e_put(t->src, "build", E2E_DIR, 0, 0755);
+    e2e_put(t->src, "build/out.o", 2000, 2, 0644);
+    e2e_put(t->src, "notes.log", 3000, 3, 0644);
+    struct e2e_proc p;
+    sync_report(&p, NULL);
+    e2e_proc_free(&p);
+    int code = E2E_ORBIT_RUN(t, &p, "sync", "--delete", "--exclude", "*.log",
+                             "--exclude", "build", t->src_slash, t->dst);
+    cr_assert_eq(code, 0, "exit %d\n%s", code, p.err);
+    e2e_proc_free(&p);
+    cr_expect(at_dst("notes.log"), "sync --delete --exclude '*.log' "
+                                   "deleted notes.log at DST");
+    cr_expect(at_dst("build/out.o"), "sync --delete --exclude build "
+                                     "deleted build/ at DST");
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0);
+}
