@@ -130,3 +130,37 @@ Test(cli_star, sync_delete_over_the_network)
                  "sync --delete over star:// left the trees different");
     e2e_star_stop(&star);
 }
+
+/* A symlink the star holds cannot lead a later copy outside its root: a
+ * directory of the same name is refused by copy, replaced by sync, and
+ * nothing lands where the link points. */
+Test(cli_star, a_symlink_at_the_star_does_not_lead_outside_its_root)
+{
+    char s1[E2E_PATH], s2[E2E_PATH], out[E2E_PATH], link[E2E_PATH * 2];
+    char sl[E2E_PATH], url[128], under[E2E_PATH * 2];
+    e2e_mkdir(e2e_path(t, s1, "one"), 0755);
+    e2e_mkdir(e2e_path(t, s2, "two"), 0755);
+    e2e_mkdir(e2e_path(t, out, "outside"), 0755);
+    snprintf(link, sizeof link, "%s/x", s1);
+    cr_assert_eq(symlink(out, link), 0);
+    e2e_put(s2, "x", E2E_DIR, 0, 0755);
+    e2e_put(s2, "x/planted.txt", 100, 1, 0644);
+    struct e2e_star star = {0};
+    e2e_star_start(t, &star, 0);
+    star_url(url, sizeof url, star.port, "area");
+    snprintf(sl, sizeof sl, "%s/", s1);
+    E2E_ORBIT_OK(t, "copy", "--token-file", star.token_file, sl, url);
+    snprintf(sl, sizeof sl, "%s/", s2);
+    struct e2e_proc p;
+    int code =
+        E2E_ORBIT_RUN(t, &p, "copy", "--token-file", star.token_file, sl, url);
+    cr_expect(code == 0 || code == 3, "exit %d\n%s", code, p.err);
+    e2e_proc_free(&p);
+    snprintf(link, sizeof link, "%s/planted.txt", out);
+    cr_assert_not(e2e_exists(link), "a copy wrote through the star's symlink");
+    E2E_ORBIT_OK(t, "sync", "--token-file", star.token_file, sl, url);
+    cr_assert_not(e2e_exists(link), "a sync wrote through the star's symlink");
+    snprintf(under, sizeof under, "%s/area", star.root);
+    cr_assert_eq(e2e_compare_trees(s2, under, E2E_CMP_NO_EXTRA, NULL), 0);
+    e2e_star_stop(&star);
+}
