@@ -23,6 +23,7 @@
 #include "orbit/chunk_codec.h"
 #include "orbit/chunker.h"
 #include "orbit/error.h"
+#include "orbit/journal.h"
 #include "orbit/orbit_clock.h"
 #include "orbit/penalty_box.h"
 #include "orbit/prio.h"
@@ -884,6 +885,26 @@ on_pump(evutil_socket_t fd, short what, void *arg)
     maybe_finish(s);
 }
 
+/* The job's counters in the journal, so that `orbit status` and a control
+ * plane in another process see a running job move. */
+static void
+journal_progress(struct sched *s)
+{
+    struct journal *j = s->cfg.journal;
+    if (!j || !s->cfg.job_id)
+        return;
+    struct journal_counters c = {
+        .files_total = s->st.files_seen,
+        .files_done = s->st.files_done + s->st.files_skipped,
+        .bytes_total = s->st.bytes_total,
+        .bytes_done = s->st.bytes_done,
+        .bytes_sent = s->st.bytes_sent,
+        .bytes_dedup = s->st.bytes_dedup,
+    };
+    sched_walk_flush(&s->walk); /* a batch may hold the write transaction */
+    journal_job_set_counters(j, s->cfg.job_id, &c);
+}
+
 static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -904,6 +925,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
         metrics_gauge_set_i64(s->m_active, (int64_t)s->active);
     if (now - s->last_flush_ms >= JOURNAL_FLUSH_MS) {
         s->last_flush_ms = now;
+        journal_progress(s);
         sched_walk_flush(&s->walk);
     }
     report_progress(s, false);
