@@ -58,6 +58,9 @@ Test(cli_usage, bad_usage_exits_two_and_says_why)
     RUN(2, "--delete", "copy", "--delete", s, d);
     RUN(2, "usage", "verify", s);
     RUN(2, "usage", "dlq");
+    RUN(2, "list, retry or purge", "dlq", "frob");
+    RUN(2, "--job", "dlq", "retry");
+    RUN(2, "not a job id", "dlq", "list", "--job", "xyz");
     cr_expect_not(e2e_exists(d), "a refused command created DST");
 }
 
