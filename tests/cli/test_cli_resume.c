@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,21 @@ wait_stored(const char *dir, uint64_t bytes, const struct e2e_proc *p)
     cr_assert_fail("%s never held %llu bytes", dir, (unsigned long long)bytes);
 }
 
+/* After a cut, dir shows no half-written file: nothing but .orbit. */
+static void
+nothing_half_written(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return; /* not even created */
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        cr_expect(!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+                      !strcmp(e->d_name, ".orbit"),
+                  "'%s' visible in %s after the cut", e->d_name, dir);
+    closedir(d);
+}
+
 /* The rerun: exit 0, and not much more than what was missing was sent. */
 static void
 check_resumed(struct e2e_proc *p, const char *dir)
@@ -104,6 +120,7 @@ star_run_cut(struct star_run *r)
     e2e_spawn(t, &r->p, r->argv);
     wait_stored(r->star.root, CUT_AT, &r->p);
     e2e_star_kill(&r->star);
+    nothing_half_written(r->under);
 }
 
 Test(cli_resume, star_killed_midway_then_rerun_sends_only_the_rest)
@@ -138,6 +155,7 @@ Test(cli_resume, orbit_killed_midway_then_rerun_sends_only_the_rest)
     kill(p.pid, SIGKILL);
     e2e_wait(&p, 30);
     cr_assert_eq(p.code, 128 + SIGKILL);
+    nothing_half_written(t->dst);
     e2e_proc_free(&p);
 
     e2e_spawn(t, &p, argv);
