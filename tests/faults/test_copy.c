@@ -132,7 +132,26 @@ struct run {
     uint64_t bytes_verified;
     uint64_t faults;
     int exit_code;
+    pid_t star_pid, proxy_pid; /* while they run */
 };
+
+/* The run of the current test, so a failed assertion can clean up. */
+static struct run R;
+
+/* After every test, passed or failed: no process left, no scratch left. */
+static void
+copy_cleanup(void)
+{
+    pid_t *pids[] = {&R.proxy_pid, &R.star_pid};
+    for (size_t i = 0; i < 2; i++) {
+        if (*pids[i] > 0 && fu_stop(*pids[i], 5000) == -1)
+            cr_log_warn("process %d did not exit", (int)*pids[i]);
+        *pids[i] = 0;
+    }
+    json_decref(R.dead);
+    R.dead = NULL;
+    fu_rmrf(R.box);
+}
 
 static void
 run_init(struct run *r, uint64_t tree_seed)
@@ -301,8 +320,7 @@ static void
 one_seed(struct run *r, uint64_t seed, const char *opts)
 {
     fu_rmrf(r->state);
-    pid_t star = 0, proxy = 0;
-    uint16_t sport = star_start(r, &star);
+    uint16_t sport = star_start(r, &r->star_pid);
     char sd[32], words[256];
     snprintf(sd, sizeof sd, "%llu", (unsigned long long)seed);
     snprintf(words, sizeof words, "%s", opts);
@@ -313,12 +331,14 @@ one_seed(struct run *r, uint64_t seed, const char *opts)
          w = strtok_r(NULL, " ", &save))
         extra[n++] = w;
     extra[n] = NULL;
-    uint16_t pport = fu_proxy_start(sport, extra, r->proxy_err, &proxy);
+    uint16_t pport = fu_proxy_start(sport, extra, r->proxy_err, &r->proxy_pid);
     uint64_t t0 = fu_now_ms();
     r->exit_code = copy_through(r, pport);
     uint64_t ms = fu_now_ms() - t0;
-    int pst = fu_stop(proxy, 5000);
-    int sst = fu_stop(star, 15000);
+    int pst = fu_stop(r->proxy_pid, 5000);
+    r->proxy_pid = 0;
+    int sst = fu_stop(r->star_pid, 15000);
+    r->star_pid = 0;
     char *summary = fu_slurp(r->proxy_err, NULL);
     char *log = fu_slurp(r->copy_err, NULL);
     cr_assert(r->exit_code == 0 || r->exit_code == 3,
@@ -350,15 +370,14 @@ one_seed(struct run *r, uint64_t seed, const char *opts)
 static void
 seeds(uint64_t tree_seed, const uint64_t *list, size_t n, const char *opts)
 {
-    struct run r;
-    run_init(&r, tree_seed);
+    struct run *r = &R;
+    run_init(r, tree_seed);
     uint64_t faults = 0;
     for (size_t i = 0; i < n; i++) {
-        one_seed(&r, list[i], opts);
-        faults += r.faults;
+        one_seed(r, list[i], opts);
+        faults += r->faults;
     }
     cr_assert_gt(faults, 0, "no fault was injected: the runs proved nothing");
-    fu_rmrf(r.box);
 }
 
 #define SEEDS(tree, opts, ...)                                                 \
@@ -367,7 +386,7 @@ seeds(uint64_t tree_seed, const uint64_t *list, size_t n, const char *opts)
         seeds(tree, list_, sizeof list_ / sizeof list_[0], opts);              \
     } while (0)
 
-TestSuite(copy_faults, .timeout = 240);
+TestSuite(copy_faults, .fini = copy_cleanup, .timeout = 240);
 
 /*
  * Offsets start at 256 bytes: a fault inside the very first session setup
@@ -429,7 +448,7 @@ known_gap(void)
  * path is missing without a dead letter. TCP's checksum is all that guards
  * it today.
  */
-Test(copy_known_gaps, bit_flips_in_commits)
+Test(copy_known_gaps, bit_flips_in_commits, .fini = copy_cleanup)
 {
     known_gap();
     SEEDS(46, "--fault flip --frame-type 22 --span 20000 --max-faults 1", 2, 5,
@@ -438,7 +457,7 @@ Test(copy_known_gaps, bit_flips_in_commits)
 
 /* A connection lost during the first session setup ends the job with exit
  * 1 ("cannot reach star"), where a later loss is retried. */
-Test(copy_known_gaps, loss_during_the_first_handshake)
+Test(copy_known_gaps, loss_during_the_first_handshake, .fini = copy_cleanup)
 {
     known_gap();
     SEEDS(47, "--fault reset --at 0 --max-faults 1", 1);
@@ -448,7 +467,7 @@ Test(copy_known_gaps, loss_during_the_first_handshake)
  * HELLO_OK, at byte 123 of the stream) desynchronises the session: its
  * requests time out after a minute, yet the connection is kept and the job
  * stalls. */
-Test(copy_known_gaps, flipped_reply_length)
+Test(copy_known_gaps, flipped_reply_length, .fini = copy_cleanup)
 {
     known_gap();
     SEEDS(48, "--fault flip --dir down --at 123 --max-faults 1", 1);

@@ -14,6 +14,23 @@ struct px {
     char *summary; /* its stderr once stopped */
 };
 
+/* The proxy of the current test, for the cleanup after a failure. */
+static pid_t px_live_pid;
+static char px_live_err[64];
+
+static void
+px_cleanup(void)
+{
+    if (px_live_pid > 0)
+        fu_stop(px_live_pid, 5000);
+    if (px_live_err[0])
+        unlink(px_live_err);
+    px_live_pid = 0;
+    px_live_err[0] = 0;
+}
+
+TestSuite(proxy, .fini = px_cleanup);
+
 static void
 px_start(struct px *x, const char *const extra[])
 {
@@ -24,6 +41,8 @@ px_start(struct px *x, const char *const extra[])
     cr_assert_geq(efd, 0);
     close(efd);
     x->port = fu_proxy_start(x->tport, extra, x->err, &x->pid);
+    px_live_pid = x->pid;
+    memcpy(px_live_err, x->err, sizeof px_live_err);
 }
 
 /* Stop the proxy; its summary must have been printed. */
@@ -31,6 +50,7 @@ static void
 px_finish(struct px *x)
 {
     int st = fu_stop(x->pid, 10000);
+    px_live_pid = 0;
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "proxy status %d", st);
     x->summary = fu_slurp(x->err, NULL);
     cr_assert_not_null(x->summary);
