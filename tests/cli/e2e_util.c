@@ -131,7 +131,10 @@ child_env(const struct e2e *t)
 {
     setenv("ORBIT_STATE_DIR", t->state, 1);
     setenv("ORBIT_RETRY_INITIAL_MS", "50", 1);
-    unsetenv("ORBIT_TOKEN");
+    if (t->token_env)
+        setenv("ORBIT_TOKEN", t->token_env, 1);
+    else
+        unsetenv("ORBIT_TOKEN");
 }
 
 /* Root without the capabilities that bypass file modes: out of the
@@ -788,7 +791,7 @@ star_prepare(struct e2e *t, struct e2e_star *s)
     e2e_path(t, s->root, "star-root");
     e2e_path(t, s->token_file, "star.token");
     e2e_mkdir(s->root, 0755);
-    const char tok[] = "e2e-shared-token-5b1c0f7d9a\n";
+    const char tok[] = E2E_TOKEN "\n";
     e2e_write_bytes(s->token_file, tok, sizeof tok - 1);
     cr_assert_eq(access(E2E_STAR, X_OK), 0,
                  "%s missing: build the orbit-star target first", E2E_STAR);

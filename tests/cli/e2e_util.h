@@ -27,9 +27,10 @@ struct e2e {
     char state[E2E_PATH];
     char src_slash[E2E_PATH + 2]; /* src with a trailing '/' */
     unsigned nruns;
-    bool no_dac;     /* root: run orbit without CAP_DAC_* (modes apply) */
-    const char *cwd; /* working directory of the runs, NULL: inherited */
-    pid_t live[8];   /* children to kill at teardown if still running */
+    bool no_dac;           /* root: run orbit without CAP_DAC_* (modes apply) */
+    const char *cwd;       /* working directory of the runs, NULL: inherited */
+    const char *token_env; /* ORBIT_TOKEN of the runs, NULL: unset */
+    pid_t live[8];         /* children to kill at teardown if still running */
 };
 
 void e2e_setup(struct e2e *t);
@@ -140,6 +141,9 @@ struct e2e_report {
 struct e2e_report e2e_report(const char *out);
 
 /* ---- orbit-star ---- */
+
+/* The shared token e2e_star_start writes to the star's token file. */
+#define E2E_TOKEN "e2e-shared-token-5b1c0f7d9a"
 
 struct e2e_star {
     pid_t pid;

@@ -86,6 +86,10 @@ Test(cli_star, wrong_token_is_refused_with_a_clear_message)
     cr_assert_eq(code, 1, "exit %d\n%s", code, p.err);
     cr_expect_not_null(strstr(p.err, "token"), "%s", p.err);
     e2e_proc_free(&p);
+    /* the right token from ORBIT_TOKEN */
+    t->token_env = E2E_TOKEN;
+    E2E_ORBIT_OK(t, "copy", t->src_slash, url);
+    cr_assert_eq(e2e_compare_trees(t->src, under, E2E_CMP_NO_EXTRA, NULL), 0);
     e2e_star_stop(&star);
 }
 
