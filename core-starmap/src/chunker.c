@@ -18,7 +18,8 @@
  * (0-based): bytes p < min are not hashed; for min <= p < max the hash is
  * fp = (fp << 1) + gear[byte], and the chunk ends after this byte if
  * fp & mask == 0, with mask = MaskS while p < avg and MaskL after; a chunk
- * also ends after byte max - 1. The two-byte step computes the same hashes.
+ * also ends after byte max - 1. The two-byte step and the two lanes
+ * (roll_lanes) compute the same hashes.
  */
 
 #define GEAR_SEED                                                              \
