@@ -3,7 +3,7 @@
 # (linux-source-6.1 6.1.187-1 and 6.1.192-2, ~78,600 files, ~1.36 GB tars).
 #
 #   bench/compare.sh [BUILD_DIR] [--runs N] [--tree-runs N] [--scratch DIR]
-#                    [--only LIST] [--keep] [--doc]
+#                    [--only LIST] [--fsync-ref] [--keep] [--doc]
 #
 #   BUILD_DIR     holds orbit and orbit-star (default build-bench; configured
 #                 Release and built if the binaries are missing)
@@ -12,6 +12,9 @@
 #   --scratch DIR where trees, destinations, journals and servers live
 #                 (default bench/out/compare; same filesystem as the corpus)
 #   --only LIST   comma-separated subset of: tree,tar,resume (default all)
+#   --fsync-ref   also time `rsync -a --fsync` for the copies (orbit-star
+#                 fsyncs every file before it acknowledges it; cp and plain
+#                 rsync leave the data in the page cache)
 #   --keep        leave the scratch directory in place
 #   --doc         write the table into docs/benchmarks.md ("Orbit vs rsync
 #                 and cp", between the compare:begin/end markers)
@@ -39,6 +42,7 @@ scratch=$here/out/compare
 only=tree,tar,resume
 keep=0
 doc=0
+fsync_ref=0
 resume_bwlimit=${RESUME_BWLIMIT:-40M}
 cmdline="bench/compare.sh $*"
 while [ $# -gt 0 ]; do
@@ -48,8 +52,9 @@ while [ $# -gt 0 ]; do
     --scratch) scratch=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --fsync-ref) fsync_ref=1; shift ;;
     --doc) doc=1; shift ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     *) build=$(cd "$1" 2>/dev/null && pwd || echo "$1"); shift ;;
     esac
@@ -122,8 +127,8 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 wait_listen() { # port pid
-    local i
-    for i in $(seq 1 200); do
+    local _
+    for _ in $(seq 1 200); do
         ss -Hltn "sport = :$1" | grep -q . && return 0
         kill -0 "$2" 2>/dev/null || break
         sleep 0.05
@@ -141,8 +146,8 @@ start_server() {
         >"$S/tmp/$name.out" 2>&1 &
     srv_tpid=$!
     srv_pid=
-    local i
-    for i in $(seq 1 100); do
+    local _
+    for _ in $(seq 1 100); do
         srv_pid=$(pgrep -P "$srv_tpid" | head -n1 || true)
         [ -n "$srv_pid" ] && break
         sleep 0.02
@@ -241,13 +246,17 @@ run_cp() { # case rep src dst
     client "$1" cp "$2" cp -a "$3" "$4"
     record "$1" cp "$2" "$cl_wall" "$cl_rss" - "$cl_cpu" - - -
 }
-run_rsync() { # case rep src/ module-path/
+run_rsync() { # case rep src/ module-path/ [rsync options]
+    local c=$1 r=$2 src=$3 dst=$4 tool=rsync
+    shift 4
+    [ $# -gt 0 ] && tool=rsync-fsync
     start_rsyncd
-    client "$1" rsync "$2" rsync -a --stats "$3" "rsync://127.0.0.1:$rsync_port/bench/$4"
+    client "$c" $tool "$r" rsync -a --stats "$@" "$src" \
+        "rsync://127.0.0.1:$rsync_port/bench/$dst"
     stop_server rsyncd
     local sent
     sent=$(sed -n 's/^Total bytes sent: \([0-9,]*\).*/\1/p' "$S/tmp/last.out" | tr -d ,)
-    record "$1" rsync "$2" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" "$sent" "$sent"
+    record "$c" $tool "$r" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" "$sent" "$sent"
 }
 run_orbit_local() { # case rep copy|sync src/ dst
     local st=$S/state/$1-local-$2
@@ -265,9 +274,19 @@ run_orbit_star() { # case rep copy|sync src/ star-root path
         "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")"
 }
 # differs REF DIR: files of REF missing or different in DIR (extras are fine:
-# neither rsync -a nor orbit sync deletes without --delete)
+# neither rsync -a nor orbit sync deletes without --delete). An rsync daemon
+# stores link targets with "./" steps removed: the same target, not a difference.
 differs() {
-    diff -rq --no-dereference "$1" "$2" 2>&1 | grep -v "^Only in $2" | head -n 5 || true
+    diff -rq --no-dereference "$1" "$2" 2>&1 | grep -v "^Only in $2" |
+        while IFS= read -r line; do
+            if [[ $line =~ ^Symbolic\ links\ (.*)\ and\ (.*)\ differ$ ]]; then
+                local a b
+                a=$(readlink "${BASH_REMATCH[1]}" | sed 's#/\./#/#g; s#^\./##')
+                b=$(readlink "${BASH_REMATCH[2]}" | sed 's#/\./#/#g; s#^\./##')
+                [ "$a" = "$b" ] && continue
+            fi
+            echo "$line"
+        done | head -n 5 || true
 }
 check() { # what ref dir
     local d
@@ -300,6 +319,10 @@ if want tree; then
         fresh "$S/dst/cp" "$S/dst/rsync/tree" "$S/dst/orbit-local" "$S/dst/orbit-star"
         rmdir "$S/dst/cp" # cp -a SRC DST creates DST
         run_cp tree-copy "$r" "$OLD" "$S/dst/cp"
+        if [ "$fsync_ref" = 1 ]; then
+            run_rsync tree-copy "$r" "$OLD/" tree-fsync/ --fsync
+            rm -rf "$S/dst/rsync/tree-fsync"
+        fi
         run_rsync tree-copy "$r" "$OLD/" tree/
         run_orbit_local tree-copy "$r" copy "$OLD/" "$S/dst/orbit-local/tree"
         run_orbit_star tree-copy "$r" copy "$OLD/" "$S/dst/orbit-star" tree
@@ -331,6 +354,10 @@ if want tar; then
     for r in $(seq 1 "$runs"); do
         fresh "$S/dst/cp-tar" "$S/dst/rsync/tar" "$S/dst/orbit-local" "$S/dst/orbit-star"
         run_cp tar-copy "$r" "$S/src/tar-old/linux.tar" "$S/dst/cp-tar/linux.tar"
+        if [ "$fsync_ref" = 1 ]; then
+            run_rsync tar-copy "$r" "$S/src/tar-old/" tar-fsync/ --fsync
+            rm -rf "$S/dst/rsync/tar-fsync"
+        fi
         run_rsync tar-copy "$r" "$S/src/tar-old/" tar/
         run_orbit_local tar-copy "$r" copy "$S/src/tar-old/" "$S/dst/orbit-local/tar"
         run_orbit_star tar-copy "$r" copy "$S/src/tar-old/" "$S/dst/orbit-star" tar

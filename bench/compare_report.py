@@ -21,10 +21,11 @@ CASES = [
     ("tar-sync", "sync of the 6.1.192 .tar over it"),
     ("resume", "resume: rerun after the star was SIGKILLed at half the .tar"),
 ]
-TOOLS = ["cp", "rsync", "orbit-local", "orbit-star"]
+TOOLS = ["cp", "rsync", "rsync-fsync", "orbit-local", "orbit-star"]
 TOOL_LABEL = {
     "cp": "`cp -a`",
     "rsync": "`rsync -a` → daemon",
+    "rsync-fsync": "`rsync -a --fsync` → daemon",
     "orbit-local": "`orbit` → local",
     "orbit-star": "`orbit` → orbit-star",
 }
