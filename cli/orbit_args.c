@@ -18,6 +18,7 @@ static const char usage_text[] =
     "  status [JOB]           show jobs from the journal\n"
     "  verify SRC DST         compare SRC and DST by digest\n"
     "  demo                   copy a generated sample tree and report\n"
+    "  serve --api ADDR:PORT  the control plane: HTTP API, submitted jobs\n"
     "\n"
     "DST is a local path (served by an in-process star) or\n"
     "star://HOST[:PORT]/PATH (token from --token-file or ORBIT_TOKEN).\n"
@@ -40,6 +41,9 @@ static const char usage_text[] =
     "                         default ~/.local/state/orbit)\n"
     "      --job ID           dlq/status: only this job\n"
     "      --json             NDJSON events on stdout, no progress line\n"
+    "      --api ADDR:PORT    serve the HTTP API during the job (or for\n"
+    "                         serve); ORBIT_API_TOKEN off loopback\n"
+    "      --via URL          submit the job to `orbit serve` at URL\n"
     "  -q, --quiet            only errors and the exit code\n"
     "  -v, --verbose          one line per file\n"
     "  -h, --help             this text\n"
@@ -154,6 +158,7 @@ enum {
     OPT_PRIO,
     OPT_API,
     OPT_TO,
+    OPT_VIA,
 };
 
 static const struct option long_opts[] = {
@@ -173,6 +178,7 @@ static const struct option long_opts[] = {
     {"job", required_argument, NULL, OPT_JOB},
     {"api", required_argument, NULL, OPT_API},
     {"to", required_argument, NULL, OPT_TO},
+    {"via", required_argument, NULL, OPT_VIA},
     {"json", no_argument, NULL, OPT_JSON},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -219,17 +225,22 @@ apply_opt(int c, const char *arg, struct cli_opts *o)
     case OPT_EXCLUDE:
         return push_pattern(o->excludes, &o->nexcludes, arg);
     case OPT_COMPRESS:
+        o->compress_arg = arg;
         return parse_compress(arg, &o->compress_level) ? bad("--compress", arg)
                                                        : 0;
     case OPT_BWLIMIT:
+        o->bwlimit_arg = arg;
         if (cli_parse_size(arg, &o->bwlimit) != 0)
             return bad("--bwlimit", arg);
         return 0;
     case 'j':
+        o->jobs_arg = arg;
         return parse_uint(arg, 1, 64, &o->jobs) ? bad("--jobs", arg) : 0;
     case OPT_RETRIES:
+        o->retries_arg = arg;
         return parse_uint(arg, 0, 100, &o->retries) ? bad("--retries", arg) : 0;
     case OPT_CHUNK:
+        o->chunk_arg = arg;
         if (cli_parse_size(arg, &sz) != 0 || sz < 1024 ||
             sz > 4 * 1024 * 1024 || (sz & (sz - 1)) != 0)
             return bad("--chunk-size (a power of two, 1K to 4M)", arg);
@@ -249,6 +260,9 @@ apply_opt(int c, const char *arg, struct cli_opts *o)
         return 0;
     case OPT_API:
         o->api = arg;
+        return 0;
+    case OPT_VIA:
+        o->via = arg;
         return 0;
     case OPT_TO:
         if (o->nextra_dests == sizeof o->extra_dests / sizeof o->extra_dests[0])

@@ -48,6 +48,9 @@ struct cli_opts {
     const char *job_id;
     const char *prioritize;
     const char *api;
+    const char *via; /* --via http://HOST:PORT: submit to `orbit serve` */
+    /* the option texts as given, passed on by --via */
+    const char *compress_arg, *bwlimit_arg, *retries_arg, *jobs_arg, *chunk_arg;
     /* `orbit dlq retry`: only these relative paths */
     const char *const *only_paths;
     size_t nonly_paths;
@@ -87,5 +90,7 @@ int cli_cmd_dlq(const struct cli_opts *o, const char *action);
 int cli_cmd_status(const struct cli_opts *o);
 int cli_cmd_verify(const struct cli_opts *o);
 int cli_cmd_demo(const struct cli_opts *o, const char *self);
+int cli_cmd_serve(const struct cli_opts *o);
+int cli_submit_via(const struct cli_opts *o, size_t nsrc);
 
 #endif

@@ -121,7 +121,9 @@ static const char *
 source_dest_name(const char *src, char *buf, size_t cap)
 {
     size_t len = strlen(src);
-    if (len > 0 && src[len - 1] == '/')
+    /* "dir/", "dir/." and "." all mean the contents of the directory */
+    if ((len > 0 && src[len - 1] == '/') || strcmp(src, ".") == 0 ||
+        (len >= 2 && strcmp(src + len - 2, "/.") == 0))
         return "";
     snprintf(buf, cap, "%s", src);
     char *base = strrchr(buf, '/');
@@ -410,6 +412,10 @@ journal_job(const struct cli_opts *o, struct journal *j, size_t nsrc,
 static enum journal_job_state
 final_state(int rc, size_t ndl)
 {
+    /* A job of `orbit serve` stopped with its control plane stays
+     * running, to be resumed when the control plane comes back. */
+    if (rc == ORBIT_ECANCELED && getenv("ORBIT_SERVE_CHILD"))
+        return JOURNAL_JOB_RUNNING;
     if (rc == ORBIT_ECANCELED)
         return JOURNAL_JOB_CANCELED;
     if (rc != 0)
@@ -486,6 +492,8 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     if (check_operands(&o, &nsrc) != 0)
         return ORBIT_EXIT_USAGE;
     o.dest = o.sources[nsrc];
+    if (o.via)
+        return cli_submit_via(&o, nsrc);
     struct xfer_setup *x = calloc(1, sizeof *x);
     if (!x)
         return ORBIT_EXIT_FATAL;

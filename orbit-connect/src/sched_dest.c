@@ -227,6 +227,7 @@ struct put_ctx {
 };
 
 static void pump_puts(struct sched_dest *d);
+static void fail_queued(struct sched_dest *d, int err);
 
 static void pump_commits(struct sched_dest *d);
 
@@ -423,6 +424,13 @@ void
 sched_dest_enqueue(struct sched_dest *d, struct sched_batch *b)
 {
     struct sched_file *f = b->file;
+    if (sched_dest_down(d)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: not connected (reconnecting)",
+                 d->cfg->name);
+        sched_file_fail(d->s, f, d->idx, ORBIT_ECLOSED, msg);
+        return;
+    }
     for (uint32_t i = 0; i < b->n; i++) {
         if (sched_refq_push(&d->haveq, b, i) != 0) {
             sched_file_fail(d->s, f, d->idx, ORBIT_ENOMEM, "out of memory");
@@ -697,6 +705,8 @@ on_ready(void *arg, int status, const struct wire_hello_ok *hello)
     struct sched_dest *d = arg;
     (void)hello;
     d->ready = status == 0;
+    if (status != 0 && d->was_ready)
+        fail_queued(d, ORBIT_ECLOSED);
     sched_dest_ready(d->s, d, status);
     if (d->ready)
         sched_dest_pump(d);
@@ -756,6 +766,40 @@ sched_dest_health(struct sched_dest *d)
         wire_client_health(d->client, on_health, d, NULL);
 }
 
+/* The session is gone: whatever waited to be sent on it fails now
+ * (retryable), so its files go to the penalty box instead of waiting for a
+ * connection that may never come back. */
+static void
+fail_queued(struct sched_dest *d, int err)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: connection lost", d->cfg->name);
+    struct sched_ref r;
+    while (sched_refq_pop(&d->haveq, &r)) {
+        sched_file_fail(d->s, r.b->file, d->idx, err, msg);
+        ref_done(d, r.b);
+    }
+    while (sched_refq_pop(&d->putq, &r)) {
+        sched_file_fail(d->s, r.b->file, d->idx, err, msg);
+        inflight_done(d, r.b->chunks[r.idx].id, err, NULL);
+        ref_done(d, r.b);
+    }
+    while (d->commitq_len > 0) {
+        struct sched_file *f = d->commitq[d->commitq_head];
+        d->commitq_head = (d->commitq_head + 1) % SCHED_COMMITQ;
+        d->commitq_len--;
+        sched_file_fail(d->s, f, d->idx, err, msg);
+        f->pending[d->idx]--;
+        sched_file_progress(d->s, f, d->idx);
+    }
+}
+
+bool
+sched_dest_down(const struct sched_dest *d)
+{
+    return d->was_ready && (!d->client || !d->ready);
+}
+
 static void
 on_closed(void *arg, int status)
 {
@@ -763,6 +807,7 @@ on_closed(void *arg, int status)
     d->ready = false;
     wire_client_free(d->client);
     d->client = NULL;
+    fail_queued(d, ORBIT_ECLOSED);
     sched_dest_ready(d->s, d, status < 0 ? status : ORBIT_ECLOSED);
 }
 

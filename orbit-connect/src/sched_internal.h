@@ -187,6 +187,8 @@ void sched_dest_close(struct sched_dest *d);
 void sched_dest_enqueue(struct sched_dest *d, struct sched_batch *b);
 void sched_dest_flush(struct sched_dest *d);
 void sched_dest_pump(struct sched_dest *d);
+/* It was connected once and is not now (a reconnect is pending). */
+bool sched_dest_down(const struct sched_dest *d);
 int sched_dest_commit(struct sched_dest *d, struct sched_file *f);
 int sched_dest_list(struct sched_dest *d);
 struct sched_listed *sched_dest_listed(struct sched_dest *d, const char *p);
