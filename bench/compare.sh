@@ -79,6 +79,9 @@ btype=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/n
 [ "$btype" = Release ] ||
     echo "compare.sh: warning: $build is a '${btype:-?}' build, not Release" >&2
 ORBIT=$build/cli/orbit
+load_start=$(cut -d' ' -f1 /proc/loadavg)
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$repo" diff --quiet HEAD -- 2>/dev/null || commit="$commit + uncommitted changes"
 STAR=$build/cli/orbit-star
 
 # ---- corpus (the fetch of bench/starmap.sh) ----------------------------------
@@ -430,7 +433,8 @@ fi
 # ---- the table -------------------------------------------------------------------
 args=(--results "$results" --scratch "$S" --runs "$runs" --tree-runs "$tree_runs"
     --old "$old_v" --new "$new_v" --command "$cmdline"
-    --orbit-version "$("$ORBIT" --version 2>/dev/null | head -n1)"
+    --orbit-version "$("$ORBIT" --version 2>/dev/null | head -n1)" --commit "$commit"
+    --load "$load_start $(cut -d' ' -f1 /proc/loadavg)"
     --rsync-version "$(rsync --version | head -n1)")
 [ "$doc" = 1 ] && args+=(--doc "$repo/docs/benchmarks.md")
 python3 "$here/compare_report.py" "${args[@]}"

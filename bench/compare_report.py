@@ -91,9 +91,12 @@ def build(a):
     w = out.append
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     w(f"Measured {when} on a shared 2-core VM ({platform.machine()}, "
-      f"{os.cpu_count()} CPUs, other engineers' builds and tests running), "
+      f"{os.cpu_count()} CPUs, other engineers' builds and tests running"
+      + (" — 1-minute load average {} at the start, {} at the end".format(
+          *a.load.split()) if len(a.load.split()) == 2 else "") + "), "
       f"warm page cache, one filesystem for sources and destinations; "
-      f"{a.orbit_version}, {a.rsync_version.split('  ')[0]}. Command:")
+      f"{a.orbit_version}" + (f" at {a.commit}" if a.commit else "") +
+      f" (Release), {' '.join(a.rsync_version.split()[:3])}. Command:")
     w("")
     w("```sh")
     w(a.command.strip())
@@ -217,6 +220,8 @@ def main():
     p.add_argument("--command", default="bench/compare.sh")
     p.add_argument("--orbit-version", default="orbit")
     p.add_argument("--rsync-version", default="rsync")
+    p.add_argument("--commit", default="")
+    p.add_argument("--load", default="")
     p.add_argument("--doc")
     a = p.parse_args()
     block = build(a)
