@@ -27,6 +27,7 @@
 #include "orbit/orbit_clock.h"
 #include "orbit/penalty_box.h"
 #include "orbit/prio.h"
+#include "orbit/walker.h"
 #include "orbit/wire_client.h"
 #include "sched_internal.h"
 #include "sched_walk.h"
@@ -809,6 +810,46 @@ sched_delete_done(struct sched *s, int status)
     sched_wake(s);
 }
 
+/* Whether a destination entry the source lacks is outside what this sync
+ * covers: not under the source's name, or filtered out by --exclude (or
+ * not matched by --include). rsync keeps such entries too. */
+static bool
+delete_protected(const struct sched *s, const struct sched_dest *d,
+                 const struct sched_listed *e)
+{
+    const char *rel = e->path;
+    const char *pre = d->cfg->prefix ? d->cfg->prefix : "";
+    const char *name = s->cfg.sources[0].dest_name;
+    const char *const skip[] = {pre, name};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = strlen(skip[i]);
+        if (n == 0)
+            continue;
+        if (strncmp(rel, skip[i], n) != 0 || rel[n] != '/')
+            return true;
+        rel += n + 1;
+    }
+    char buf[WIRE_MAX_PATH + 1];
+    snprintf(buf, sizeof buf, "%s", rel);
+    bool is_dir = e->ftype == WIRE_FT_DIRECTORY;
+    for (;;) { /* the entry, then each of its parents */
+        for (size_t i = 0; i < s->cfg.nexcludes; i++)
+            if (walker_rule_matches(s->cfg.excludes[i], buf, is_dir))
+                return true;
+        char *slash = strrchr(buf, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        is_dir = true;
+    }
+    if (s->cfg.nincludes == 0 || e->ftype == WIRE_FT_DIRECTORY)
+        return false;
+    for (size_t i = 0; i < s->cfg.nincludes; i++)
+        if (walker_rule_matches(s->cfg.includes[i], rel, false))
+            return false;
+    return true;
+}
+
 static void
 start_deletes(struct sched *s)
 {
@@ -817,7 +858,8 @@ start_deletes(struct sched *s)
         struct sched_dest *d = &s->dests[i];
         for (size_t b = 0; d->listed && b < d->nbuckets; b++) {
             for (struct sched_listed *e = d->listed[b]; e; e = e->next) {
-                if (e->seen || ancestor_unseen(d, e->path))
+                if (e->seen || ancestor_unseen(d, e->path) ||
+                    delete_protected(s, d, e))
                     continue;
                 if (s->cfg.on_file) {
                     struct sched_file_event ev = {
@@ -1006,7 +1048,11 @@ sched_dest_ready(struct sched *s, struct sched_dest *d, int status)
                  d->cfg->name, breaker_failures(d->breaker));
         sched_bulletin(s, d, 2, "circuit_open", msg);
     }
-    if (!d->was_ready) {
+    /* Before the first session: a refused connection or a wrong token is
+     * final, a session lost during its handshake is tried again. */
+    bool transient = status == ORBIT_ECLOSED || status == ORBIT_ETIMEDOUT ||
+                     status == ORBIT_EPROTO;
+    if (!d->was_ready && (!transient || ++d->handshakes_failed > 3)) {
         char what[512];
         snprintf(what, sizeof what, "cannot reach %s", d->cfg->name);
         set_fatal(s, status, what, orbit_strerror(status));

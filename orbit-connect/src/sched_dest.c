@@ -101,6 +101,25 @@ ref_done(struct sched_dest *d, struct sched_batch *b)
     sched_file_progress(d->s, f, d->idx); /* f stays valid this pass */
 }
 
+static void fail_queued(struct sched_dest *d, int err);
+
+/* A request timed out: the stream may be desynchronized (a corrupted length
+ * leaves every later reply unread), so the session is dropped and a new one
+ * made, rather than letting every request time out in turn. */
+static void
+reset_session(struct sched_dest *d)
+{
+    if (!d->client || d->resetting)
+        return;
+    d->resetting = true;
+    d->ready = false;
+    wire_client_free(d->client); /* pending requests: ECANCELED */
+    d->client = NULL;
+    fail_queued(d, ORBIT_ECLOSED);
+    d->resetting = false;
+    sched_dest_ready(d->s, d, ORBIT_ETIMEDOUT);
+}
+
 static void
 reply_fail(struct sched_dest *d, struct sched_file *f, int status,
            const struct wire_msg *reply)
@@ -111,9 +130,15 @@ reply_fail(struct sched_dest *d, struct sched_file *f, int status,
                  reply->u.error.message ? reply->u.error.message : "");
         sched_file_fail(d->s, f, d->idx, reply->u.error.code, msg);
     } else {
+        /* Our own reset of a suspect session cancels its requests: to the
+         * file that is a lost connection, to be retried. */
+        if (status == ORBIT_ECANCELED)
+            status = ORBIT_ECLOSED;
         snprintf(msg, sizeof msg, "%s: %s", d->cfg->name,
                  orbit_strerror(status));
         sched_file_fail(d->s, f, d->idx, status, msg);
+        if (status == ORBIT_ETIMEDOUT)
+            reset_session(d);
     }
 }
 
@@ -227,7 +252,6 @@ struct put_ctx {
 };
 
 static void pump_puts(struct sched_dest *d);
-static void fail_queued(struct sched_dest *d, int err);
 
 static void pump_commits(struct sched_dest *d);
 

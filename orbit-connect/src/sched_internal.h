@@ -149,7 +149,9 @@ struct sched_dest {
     struct star *star; /* LOCAL: the in-process star */
     struct wire_client *client;
     bool ready;
-    bool was_ready; /* the first session came up */
+    bool was_ready;             /* the first session came up */
+    bool resetting;             /* dropping a suspect session */
+    unsigned handshakes_failed; /* before the first session came up */
     bool compress;
     struct backpressure_guard *guard;
     struct breaker *breaker;
