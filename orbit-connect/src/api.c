@@ -64,10 +64,13 @@ api_reply_json(struct evhttp_request *req, int code, json_t *body)
     }
     free(text);
     const char *reason = code == 200   ? "OK"
+                         : code == 201 ? "Created"
+                         : code == 202 ? "Accepted"
                          : code == 400 ? "Bad Request"
                          : code == 401 ? "Unauthorized"
                          : code == 404 ? "Not Found"
                          : code == 405 ? "Method Not Allowed"
+                         : code == 503 ? "Service Unavailable"
                                        : "Error";
     evhttp_send_reply(req, code, reason, buf);
     if (buf)
@@ -159,21 +162,25 @@ typedef void (*api_handler_fn)(struct api_server *, struct evhttp_request *,
 typedef void (*api_item_fn)(struct api_server *, struct evhttp_request *,
                             const struct api_query *, const char *);
 
-/* A route serves its path exactly, or (item) one more path segment. */
+/* A route serves its path exactly, or (item) one more path segment; post
+ * serves POST when can_post says the server is configured for it. */
 struct api_route {
     const char *path;
     api_handler_fn fn;
     api_item_fn item;
+    api_handler_fn post;
+    bool (*can_post)(const struct api_server *);
 };
 
 static const struct api_route api_routes[] = {
-    {"/healthz", api_get_healthz, NULL},
-    {"/api/bulletins", api_get_bulletins, NULL},
-    {"/api/jobs", api_get_jobs, NULL},
-    {"/api/jobs/", api_get_jobs, NULL},
-    {"/api/jobs/", NULL, api_get_job},
-    {"/api/stars", api_get_stars, NULL},
-    {"/metrics", api_get_metrics, NULL},
+    {"/healthz", api_get_healthz, NULL, NULL, NULL},
+    {"/api/bulletins", api_get_bulletins, NULL, api_post_bulletin,
+     api_can_post_bulletin},
+    {"/api/jobs", api_get_jobs, NULL, api_post_job, api_can_submit},
+    {"/api/jobs/", api_get_jobs, NULL, api_post_job, api_can_submit},
+    {"/api/jobs/", NULL, api_get_job, NULL, NULL},
+    {"/api/stars", api_get_stars, NULL, NULL, NULL},
+    {"/metrics", api_get_metrics, NULL, NULL, NULL},
 };
 
 /* The route serving path, with *item set to the last segment for an item
@@ -207,11 +214,14 @@ api_dispatch(struct api_server *s, struct evhttp_request *req, const char *path,
         return;
     }
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
+    bool post = route->post && route->can_post(s);
+    if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD &&
+        !(m == EVHTTP_REQ_POST && post)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          "GET, HEAD");
+                          post ? "GET, HEAD, POST" : "GET, HEAD");
         api_reply_error(req, 405, "method not allowed",
-                        "only GET and HEAD are served");
+                        post ? "GET, HEAD and POST are served here"
+                             : "only GET and HEAD are served here");
         return;
     }
     struct api_query q;
@@ -220,7 +230,9 @@ api_dispatch(struct api_server *s, struct evhttp_request *req, const char *path,
         api_reply_error(req, 400, "malformed query string", orbit_strerror(rc));
         return;
     }
-    if (route->item)
+    if (m == EVHTTP_REQ_POST)
+        route->post(s, req, &q);
+    else if (route->item)
         route->item(s, req, &q, item);
     else
         route->fn(s, req, &q);

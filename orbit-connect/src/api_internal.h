@@ -52,6 +52,15 @@ void api_get_stars(struct api_server *s, struct evhttp_request *req,
 void api_get_metrics(struct api_server *s, struct evhttp_request *req,
                      const struct api_query *q);
 
+/* Writes: POST /api/jobs and POST /api/bulletins, and whether the server
+ * is configured to serve them (405 otherwise). */
+void api_post_job(struct api_server *s, struct evhttp_request *req,
+                  const struct api_query *q);
+void api_post_bulletin(struct api_server *s, struct evhttp_request *req,
+                       const struct api_query *q);
+bool api_can_submit(const struct api_server *s);
+bool api_can_post_bulletin(const struct api_server *s);
+
 /* 400 and false when q has a key not in allowed (NULL-terminated). */
 bool api_query_only(struct evhttp_request *req, const struct api_query *q,
                     const char *const *allowed);

@@ -119,6 +119,10 @@ loop_main(void *arg)
     return NULL;
 }
 
+static int submit_of(void *arg, const struct api_job_request *job,
+                     char *id_out);
+static bool with_posts;
+
 static void
 start(const char *tok, const char *addr, bool with_data)
 {
@@ -144,6 +148,10 @@ start(const char *tok, const char *addr, bool with_data)
         cfg.metrics = reg;
         cfg.providers.job_live = live_of;
         cfg.providers.stars = stars_of;
+    }
+    if (with_posts) {
+        cfg.providers.submit_job = submit_of;
+        cfg.accept_bulletins = true;
     }
     cfg.token = tok;
     token = tok;
@@ -238,7 +246,7 @@ assert_error(const char *target, int status, const char *error)
     reply_free(&r);
 }
 
-TestSuite(api, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(api, .init = setup, .fini = teardown);
 
 Test(api, healthz)
 {
@@ -498,7 +506,7 @@ setup_auth(void)
     start("s3cret-token-0123456789", NULL, true);
 }
 
-TestSuite(api_auth, .init = setup_auth, .fini = teardown, .timeout = 60);
+TestSuite(api_auth, .init = setup_auth, .fini = teardown);
 
 Test(api_auth, bearer_token_required)
 {
@@ -563,7 +571,7 @@ setup_empty(void)
     start(NULL, "127.0.0.1", false);
 }
 
-TestSuite(api_empty, .init = setup_empty, .fini = teardown, .timeout = 60);
+TestSuite(api_empty, .init = setup_empty, .fini = teardown);
 
 Test(api_empty, no_sources_means_empty_answers)
 {
@@ -579,5 +587,169 @@ Test(api_empty, no_sources_means_empty_answers)
     struct reply r = get("/metrics");
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "");
+    reply_free(&r);
+}
+
+/* ---- writes ---------------------------------------------------------- */
+
+static char got_kind[16], got_dest[64], got_opts[128], got_src1[64];
+static size_t got_nsrc;
+
+static int
+submit_of(void *arg, const struct api_job_request *job, char *id_out)
+{
+    (void)arg;
+    if (strcmp(job->destination, "refuse") == 0)
+        return ORBIT_EINVAL;
+    if (strcmp(job->destination, "busy") == 0)
+        return ORBIT_EAGAIN;
+    snprintf(got_kind, sizeof got_kind, "%s", job->kind);
+    snprintf(got_dest, sizeof got_dest, "%s", job->destination);
+    snprintf(got_opts, sizeof got_opts, "%s", job->options);
+    got_nsrc = job->nsources;
+    snprintf(got_src1, sizeof got_src1, "%s", job->sources[job->nsources - 1]);
+    strcpy(id_out, "00000000000000aa");
+    return 0;
+}
+
+static void
+setup_posts(void)
+{
+    with_posts = true;
+    start(NULL, NULL, true);
+}
+
+TestSuite(api_post, .init = setup_posts, .fini = teardown);
+
+static struct reply
+post(const char *target, const char *json)
+{
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "-H 'Content-Type: application/json' --data-binary '%s'", json);
+    return http("POST", target, extra);
+}
+
+static void
+post_error(const char *target, const char *json, int status, const char *error)
+{
+    struct reply r = post(target, json);
+    cr_assert_eq(r.status, status, "%s: %d %s", json, r.status, r.body);
+    cr_assert_str_eq(json_string_value(field(&r, "error")), error, "%s",
+                     r.body);
+    reply_free(&r);
+}
+
+Test(api_post, submit_job)
+{
+    struct reply r = post("/api/jobs", "{\"kind\":\"sync\",\"sources\":"
+                                       "[\"/a\",\"/b\"],\"destination\":"
+                                       "\"star://h/x\",\"options\":{\"z\":1,"
+                                       "\"a\":true}}");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    cr_assert_str_eq(json_string_value(field(&r, "id")), "00000000000000aa");
+    cr_assert_str_eq(json_string_value(field(&r, "href")),
+                     "/api/jobs/00000000000000aa");
+    reply_free(&r);
+    cr_assert_str_eq(got_kind, "sync");
+    cr_assert_str_eq(got_dest, "star://h/x");
+    cr_assert_eq(got_nsrc, 2);
+    cr_assert_str_eq(got_src1, "/b");
+    cr_assert_str_eq(got_opts, "{\"a\":true,\"z\":1}");
+    r = post("/api/jobs", "{\"kind\":\"copy\",\"sources\":[\"/a\"],"
+                          "\"destination\":\"/d\"}");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    reply_free(&r);
+    cr_assert_str_eq(got_opts, "{}");
+}
+
+Test(api_post, refused_jobs)
+{
+    const char *ok_rest = "\"sources\":[\"/a\"],\"destination\":\"/d\"}";
+    char b[256];
+    snprintf(b, sizeof b, "{\"kind\":\"move\",%s", ok_rest);
+    post_error("/api/jobs", b, 400, "bad field");
+    snprintf(b, sizeof b, "{%s", ok_rest);
+    post_error("/api/jobs", b, 400, "bad field");
+    post_error("/api/jobs",
+               "{\"kind\":\"copy\",\"sources\":[],\"destination\":\"/d\"}", 400,
+               "bad field");
+    post_error("/api/jobs",
+               "{\"kind\":\"copy\",\"sources\":[1],\"destination\":\"/d\"}",
+               400, "bad field");
+    post_error("/api/jobs",
+               "{\"kind\":\"copy\",\"sources\":[\"/a\"],\"destination\":"
+               "\"/d\",\"options\":[]}",
+               400, "bad field");
+    snprintf(b, sizeof b, "{\"kind\":\"copy\",\"x\":1,%s", ok_rest);
+    post_error("/api/jobs", b, 400, "unknown field");
+    post_error("/api/jobs", "not json", 400, "bad body");
+    post_error("/api/jobs", "[1,2]", 400, "bad body");
+    post_error("/api/jobs", "", 400, "bad body");
+    snprintf(b, sizeof b, "{\"kind\":\"copy\",\"kind\":\"copy\",%s", ok_rest);
+    post_error("/api/jobs", b, 400, "bad body");
+    post_error("/api/jobs",
+               "{\"kind\":\"copy\",\"sources\":[\"/a\"],\"destination\":"
+               "\"refuse\"}",
+               400, "job refused");
+    post_error("/api/jobs",
+               "{\"kind\":\"copy\",\"sources\":[\"/a\"],\"destination\":"
+               "\"busy\"}",
+               503, "busy");
+    snprintf(b, sizeof b, "{\"kind\":\"copy\",%s", ok_rest);
+    post_error("/api/jobs?x=1", b, 400, "unknown parameter");
+}
+
+Test(api_post, body_limit)
+{
+    char *path = connect_test_tmpdir("apibody");
+    char file[600];
+    snprintf(file, sizeof file, "%s/body", path);
+    FILE *f = fopen(file, "w");
+    fputs("{\"kind\":\"copy\",\"destination\":\"", f);
+    for (int i = 0; i < API_MAX_BODY_SIZE; i++)
+        fputc('d', f);
+    fputs("\",\"sources\":[\"/a\"]}", f);
+    fclose(f);
+    char extra[700];
+    snprintf(extra, sizeof extra, "--data-binary @%s", file);
+    struct reply r = http("POST", "/api/jobs", extra);
+    cr_assert_neq(r.status, 202);
+    cr_assert_neq(r.status, 200);
+    reply_free(&r);
+    connect_test_rmtree(path);
+    free(path);
+}
+
+Test(api_post, post_bulletin)
+{
+    struct reply r = post("/api/bulletins",
+                          "{\"severity\":\"warning\",\"source\":\"star\","
+                          "\"source_name\":\"gamma\",\"category\":\"health\","
+                          "\"message\":\"disk 90% used\"}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_eq(json_integer_value(field(&r, "id")), 5);
+    reply_free(&r);
+    r = get("/api/bulletins?source=star:gamma");
+    cr_assert_eq(json_array_size(field(&r, "bulletins")), 1);
+    reply_free(&r);
+    post_error("/api/bulletins",
+               "{\"severity\":\"loud\",\"source\":\"star\",\"source_name\":"
+               "\"g\",\"category\":\"c\",\"message\":\"m\"}",
+               400, "bad field");
+    post_error("/api/bulletins",
+               "{\"severity\":\"info\",\"source\":\"star\",\"source_name\":"
+               "\"g\",\"category\":\"c\"}",
+               400, "bad field");
+    post_error("/api/bulletins",
+               "{\"severity\":\"info\",\"source\":\"star\",\"source_name\":"
+               "\"g\",\"category\":\"c\",\"message\":\"m\",\"job_id\":7}",
+               400, "bad field");
+    /* Writes stay closed where they are not configured. */
+    r = post("/api/stars", "{}");
+    cr_assert_eq(r.status, 405);
+    reply_free(&r);
+    r = http("PUT", "/api/jobs", "-i");
+    cr_assert_not_null(strstr(r.body, "Allow: GET, HEAD, POST"));
     reply_free(&r);
 }

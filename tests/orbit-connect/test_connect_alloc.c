@@ -128,7 +128,7 @@ journal_scenario(void)
     return rc;
 }
 
-Test(connect_alloc, journal, .timeout = 300)
+Test(connect_alloc, journal)
 {
     sweep("journal", journal_scenario);
 }

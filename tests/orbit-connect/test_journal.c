@@ -420,7 +420,7 @@ Test(journal_open, default_dir_from_env)
 
 /* A writer killed at a random point loses at most its open batch: every
  * batch it reported committed is there, and the journal checks clean. */
-Test(journal_crash, sigkill_loses_only_the_open_batch, .timeout = 120)
+Test(journal_crash, sigkill_loses_only_the_open_batch)
 {
     char *d = connect_test_tmpdir("jcrash");
     int fds[2];

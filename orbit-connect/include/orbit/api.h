@@ -10,6 +10,10 @@
  *   GET /api/jobs/{id}           one job: progress, bytes, dead letters
  *   GET /api/stars               every star a provider reports
  *   GET /metrics                 Prometheus text format (core-audit)
+ *   POST /api/jobs               submit a job (when a submit_job provider
+ *                                is set): 202 with its id
+ *   POST /api/bulletins          post a bulletin (when accept_bulletins is
+ *                                set, e.g. a star's advisory): 201
  *
  * Unknown paths answer 404, other methods 405 (with Allow), bad query
  * values 400, all with a JSON body {"error": "...", "detail": "..."}. The
@@ -54,6 +58,8 @@ struct api_server;
 #define API_BULLETINS_LIMIT     100u /* default limit= */
 #define API_BULLETINS_LIMIT_MAX 1000u
 #define API_DEAD_LETTERS_MAX    1000u /* listed per job */
+#define API_SOURCES_MAX         64u   /* sources of a submitted job */
+#define API_JOB_ID_MAX          64u   /* id a submit provider returns */
 
 /* Live counters of a running job, from the scheduler. */
 struct api_job_live {
@@ -67,6 +73,15 @@ struct api_job_live {
     uint64_t bytes_dedup;
     uint64_t retries;
     bool walk_done;
+};
+
+/* A job submitted with POST /api/jobs; strings borrowed for the call. */
+struct api_job_request {
+    const char *kind; /* "copy" or "sync" */
+    const char *const *sources;
+    size_t nsources; /* 1 .. API_SOURCES_MAX */
+    const char *destination;
+    const char *options; /* JSON text of the "options" object, or "{}" */
 };
 
 /* One star as the scheduler or `orbit serve` sees it; strings borrowed for
@@ -90,6 +105,12 @@ struct api_providers {
     int (*job_live)(void *arg, const char *job_id, struct api_job_live *out);
     /* Calls emit once per star. NULL: no stars. */
     void (*stars)(void *arg, api_star_emit_fn emit, void *ctx);
+    /* Starts (or queues) a job and writes its id (NUL-terminated, at most
+     * API_JOB_ID_MAX bytes) to id_out: 0; ORBIT_EINVAL for a job it
+     * refuses (400), ORBIT_EAGAIN or ORBIT_EFULL when busy (503), else
+     * 500. NULL: POST /api/jobs answers 405. */
+    int (*submit_job)(void *arg, const struct api_job_request *job,
+                      char *id_out);
     void *arg;
 };
 
@@ -101,8 +122,9 @@ struct api_config {
     void (*lock)(void *arg); /* around journal access; may be NULL */
     void (*unlock)(void *arg);
     void *lock_arg;
-    const char *token; /* bearer token; NULL or "" for none */
-    int timeout_s;     /* 0: API_TIMEOUT_S */
+    bool accept_bulletins; /* POST /api/bulletins posts to the board */
+    const char *token;     /* bearer token; NULL or "" for none */
+    int timeout_s;         /* 0: API_TIMEOUT_S */
 };
 
 void api_config_init(struct api_config *cfg);
