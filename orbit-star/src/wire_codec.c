@@ -784,6 +784,57 @@ wire_reply_type(uint8_t type)
     }
 }
 
+/* ---- frame check ----------------------------------------------------------
+ *
+ * The header's flags field carries a check of the frame: bit 15 set means
+ * bits 0-14 hold the low 15 bits of a CRC-32C over the header's other
+ * fields and the payload's first WIRE_CHECK_SPAN bytes, chunk data
+ * excluded (chunk data is verified against its SHA-256 id). A corrupted
+ * path, mode, time, offset or count is refused instead of obeyed. Every
+ * frame must carry it: bit 15 is always set, so clearing it is caught too. */
+
+#define WIRE_CHECK_SPAN 8192u
+#define WIRE_CHECK_BIT  0x8000u
+
+static uint32_t
+crc32c_nibbles(uint32_t crc, const uint8_t *p, size_t n)
+{
+    static const uint32_t t[16] = {
+        0x00000000u, 0x105ec76fu, 0x20bd8edeu, 0x30e349b1u,
+        0x417b1dbcu, 0x5125dad3u, 0x61c69362u, 0x7198540du,
+        0x82f63b78u, 0x92a8fc17u, 0xa24bb5a6u, 0xb21572c9u,
+        0xc38d26c4u, 0xd3d3e1abu, 0xe330a81au, 0xf36e6f75u,
+    };
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        crc = (crc >> 4) ^ t[crc & 15u];
+        crc = (crc >> 4) ^ t[crc & 15u];
+    }
+    return crc;
+}
+
+/* Payload bytes the check covers: metadata, not chunk data. */
+static size_t
+check_span(uint8_t type, uint32_t payload_len, uint32_t data_len)
+{
+    size_t n = payload_len;
+    if (type == WIRE_PUT && data_len <= n)
+        n -= data_len;
+    return n < WIRE_CHECK_SPAN ? n : WIRE_CHECK_SPAN;
+}
+
+static uint16_t
+frame_check(uint8_t version, uint8_t type, uint32_t request_id,
+            uint32_t payload_len, const uint8_t *payload, size_t span)
+{
+    uint8_t h[10] = {version, type};
+    wire_be32_put(h + 2, request_id);
+    wire_be32_put(h + 6, payload_len);
+    uint32_t crc = crc32c_nibbles(0xffffffffu, h, sizeof h);
+    crc = crc32c_nibbles(crc, payload, span) ^ 0xffffffffu;
+    return (uint16_t)(WIRE_CHECK_BIT | (crc & 0x7fffu));
+}
+
 int
 wire_frame_peek(const uint8_t *buf, size_t len, struct wire_hdr *out)
 {
@@ -801,9 +852,9 @@ wire_frame_peek(const uint8_t *buf, size_t len, struct wire_hdr *out)
     return 0;
 }
 
-int
-wire_decode(const struct wire_hdr *hdr, const uint8_t *payload,
-            struct wire_msg *out)
+static int
+decode_payload(const struct wire_hdr *hdr, const uint8_t *payload,
+               struct wire_msg *out)
 {
     memset(out, 0, sizeof *out);
     out->type = hdr->type;
@@ -820,6 +871,37 @@ wire_decode(const struct wire_hdr *hdr, const uint8_t *payload,
     if (c->dec)
         TRY(c->dec(&r, out));
     return r_end(&r);
+}
+
+static uint16_t
+check_of(const struct wire_hdr *hdr, const uint8_t *payload,
+         const struct wire_msg *m)
+{
+    uint32_t data = hdr->type == WIRE_PUT ? m->u.put.data_len : 0;
+    return frame_check(hdr->version, hdr->type, hdr->request_id,
+                       hdr->payload_len, payload,
+                       check_span(hdr->type, hdr->payload_len, data));
+}
+
+int
+wire_decode(const struct wire_hdr *hdr, const uint8_t *payload,
+            struct wire_msg *out)
+{
+    TRY(decode_payload(hdr, payload, out));
+    return check_of(hdr, payload, out) == hdr->flags ? 0 : ORBIT_ECORRUPT;
+}
+
+int
+wire_frame_seal(uint8_t *frame, size_t len)
+{
+    struct wire_hdr hdr;
+    struct wire_msg m;
+    TRY(wire_frame_peek(frame, len, &hdr));
+    if (len - WIRE_HDR_LEN != hdr.payload_len)
+        return ORBIT_EINVAL;
+    TRY(decode_payload(&hdr, frame + WIRE_HDR_LEN, &m));
+    wire_be16_put(frame + 2, check_of(&hdr, frame + WIRE_HDR_LEN, &m));
+    return 0;
 }
 
 int
@@ -867,11 +949,15 @@ wire_encode(const struct wire_msg *m, uint8_t *buf, size_t cap, size_t *out_len)
     TRY(encode_into(m, &w));
     if (w.len > cap)
         return ORBIT_EFULL;
+    uint32_t plen = (uint32_t)(w.len - WIRE_HDR_LEN);
+    uint32_t data = m->type == WIRE_PUT ? m->u.put.data_len : 0;
     buf[0] = WIRE_VERSION;
     buf[1] = m->type;
-    wire_be16_put(buf + 2, m->flags);
+    wire_be16_put(buf + 2, frame_check(WIRE_VERSION, m->type, m->request_id,
+                                       plen, buf + WIRE_HDR_LEN,
+                                       check_span(m->type, plen, data)));
     wire_be32_put(buf + 4, m->request_id);
-    wire_be32_put(buf + 8, (uint32_t)(w.len - WIRE_HDR_LEN));
+    wire_be32_put(buf + 8, plen);
     *out_len = w.len;
     return 0;
 }

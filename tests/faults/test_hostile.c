@@ -284,7 +284,7 @@ expect_error_reply(int fd, int code, const char *what)
 /* ---- a payload builder for frames the encoder would refuse ---- */
 
 struct hb {
-    uint8_t b[16384];
+    uint8_t b[16384 + WIRE_HDR_LEN];
     size_t n;
 };
 
@@ -324,8 +324,11 @@ hb_send(int fd, uint8_t type, uint32_t rid, const struct hb *payload)
     hb_be(&f, 0, 2);
     hb_be(&f, rid, 4);
     hb_be(&f, payload->n, 4);
+    hb_put(&f, payload->b, payload->n);
+    /* the frame check, where the payload parses: the star must refuse
+     * these frames for what they say, not for a missing check */
+    (void)wire_frame_seal(f.b, f.n);
     cr_assert_eq(tc_write_all(fd, f.b, f.n), 0);
-    cr_assert_eq(tc_write_all(fd, payload->b, payload->n), 0);
 }
 
 /* ---- authentication ---- */

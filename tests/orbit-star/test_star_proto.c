@@ -201,6 +201,7 @@ Test(star_frames, malformed_payload_keeps_the_session)
     /* a reply type sent as a request */
     uint8_t ok[WIRE_HDR_LEN] = {
         WIRE_VERSION, WIRE_AUTH_OK, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0};
+    cr_assert_eq(wire_frame_seal(ok, sizeof ok), 0);
     cr_assert_eq(tc_write_all(fd, ok, sizeof ok), 0);
     cr_assert_eq(tc_recv(fd, &buf, &r), 0);
     cr_assert_eq(r.u.error.code, ORBIT_EPROTO);

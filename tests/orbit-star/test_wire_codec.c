@@ -383,6 +383,8 @@ decode_raw(uint8_t t, const uint8_t *payload, size_t n)
     wire_be32_put(f + 4, 1);
     wire_be32_put(f + 8, (uint32_t)n);
     memcpy(f + WIRE_HDR_LEN, payload, n);
+    /* a valid check where the payload parses; otherwise the parse error */
+    (void)wire_frame_seal(f, WIRE_HDR_LEN + n);
     struct wire_msg d;
     size_t used;
     int rc = wire_frame_decode(f, WIRE_HDR_LEN + n, &d, &used);
