@@ -2,6 +2,8 @@
  * orbit - the source-side command: copy, sync, dead letters, status, verify.
  */
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +29,8 @@ dispatch(const struct cli_opts *o, const char *self)
         return cli_cmd_verify(o);
     if (strcmp(cmd, "demo") == 0)
         return cli_cmd_demo(o, self);
+    if (strcmp(cmd, "serve") == 0)
+        return cli_cmd_serve(o);
     if (strcmp(cmd, "help") == 0) {
         cli_usage(NULL, 0);
         return ORBIT_EXIT_OK;
@@ -40,6 +44,8 @@ main(int argc, char **argv)
 {
     struct cli_opts o;
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("ORBIT_SERVE_CHILD"))
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a job of `orbit serve` */
     int rc = cli_parse_args(argc, argv, &o);
     if (rc == 1)
         return ORBIT_EXIT_OK;

@@ -882,6 +882,9 @@ sched_dest_open(struct sched_dest *d)
         .client_name = "orbit",
         .job_id = sched_job_id(d->s),
         .max_out_bytes = 16u << 20,
+        /* A reply later than this means a stuck or desynchronized session:
+         * it is dropped and made again (reset_session). */
+        .request_timeout_ms = 30000,
         .on_ready = on_ready,
         .on_closed = on_closed,
         .on_drain = on_drain,
