@@ -109,8 +109,15 @@ edit_blob(const char *root)
 }
 
 static int
-run(const char *self, const char *const *args)
+run(const char *self_arg, const char *const *args)
 {
+    /* the running executable itself, whatever name started it */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0)
+        self[len] = '\0';
+    else
+        snprintf(self, sizeof self, "%s", self_arg);
     char cmd[2048];
     int n = snprintf(cmd, sizeof cmd, "'%s'", self);
     for (size_t i = 0; args[i] && n > 0 && (size_t)n < sizeof cmd; i++)

@@ -127,7 +127,16 @@ source_dest_name(const char *src, char *buf, size_t cap)
         return "";
     snprintf(buf, cap, "%s", src);
     char *base = strrchr(buf, '/');
-    return base ? base + 1 : buf;
+    base = base ? base + 1 : buf;
+    if (strcmp(base, "..") == 0) { /* "a/.." names its real directory */
+        char real[PATH_MAX];
+        if (realpath(src, real)) {
+            char *b = strrchr(real, '/');
+            snprintf(buf, cap, "%s", b && b[1] ? b + 1 : "root");
+            return buf;
+        }
+    }
+    return base;
 }
 
 /* ---- progress and events
@@ -335,13 +344,40 @@ setup_dest(const struct cli_opts *o, struct xfer_setup *x, const char *dst)
     return RAND_bytes(token, 32) == 1 ? 0 : ORBIT_ECRYPTO;
 }
 
+/* A local destination inside a source would copy itself into itself. */
+static int
+check_not_inside(const char *dst, const struct xfer_setup *x, size_t nsrc)
+{
+    char d[PATH_MAX], sr[PATH_MAX];
+    if (!realpath(dst, d))
+        return 0;
+    for (size_t i = 0; i < nsrc; i++) {
+        if (!realpath(x->sources[i].path, sr))
+            continue;
+        size_t n = strlen(sr);
+        if (strncmp(d, sr, n) == 0 &&
+            (d[n] == '/' || d[n] == '\0' || strcmp(sr, "/") == 0)) {
+            fprintf(stderr,
+                    "orbit: destination %s is inside source %s; choose a "
+                    "destination outside it\n",
+                    dst, x->sources[i].path);
+            rmdir(dst); /* only if this run just made it, empty */
+            return ORBIT_EINVAL;
+        }
+    }
+    return 0;
+}
+
 /* DST, then every --to DST: each file goes to all of them. */
 static int
-setup_dests(const struct cli_opts *o, struct xfer_setup *x)
+setup_dests(const struct cli_opts *o, struct xfer_setup *x, size_t nsrc)
 {
     int rc = setup_dest(o, x, o->dest);
     for (size_t i = 0; rc == 0 && i < o->nextra_dests; i++)
         rc = setup_dest(o, x, o->extra_dests[i]);
+    for (size_t i = 0; rc == 0 && i < x->ndests; i++)
+        if (x->dests[i].kind == SCHED_DEST_LOCAL)
+            rc = check_not_inside(x->dests[i].root, x, nsrc);
     return rc;
 }
 
@@ -507,7 +543,7 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     bool resumed = false;
     if (setup_sources(&o, x, nsrc) != 0)
         goto out;
-    int drc = setup_dests(&o, x);
+    int drc = setup_dests(&o, x, nsrc);
     if (drc != 0) {
         if (drc == ORBIT_EINVAL)
             exit_code = ORBIT_EXIT_USAGE; /* a malformed star:// URL */

@@ -70,8 +70,9 @@ join(char *buf, size_t cap, const char *a, const char *b)
         n = snprintf(buf, cap, "%s", b);
     else if (b[0] == '\0')
         n = snprintf(buf, cap, "%s", a);
-    else
-        n = snprintf(buf, cap, "%s/%s", a, b);
+    else /* "src/" + "x" is "src/x", not "src//x" */
+        n = snprintf(buf, cap, "%s%s%s", a, a[strlen(a) - 1] == '/' ? "" : "/",
+                     b);
     return (n < 0 || (size_t)n >= cap) ? ORBIT_EPATH : 0;
 }
 
