@@ -141,6 +141,9 @@ cli_cmd_demo(const struct cli_opts *o, const char *self)
         fprintf(stderr, "orbit demo: cannot create ./" DEMO_DIR "\n");
         return ORBIT_EXIT_FATAL;
     }
+    /* Its own journal, wiped with the rest: a demo never resumes an old
+     * demo whose destination is gone. */
+    setenv("ORBIT_STATE_DIR", DEMO_DIR "/state", 1);
     printf("orbit demo: generating a sample tree in %s (200 source files, "
            "two identical 24 MiB blobs, a symlink, empty file and "
            "directory)\n",
