@@ -25,6 +25,7 @@
 #include "orbit/error.h"
 #include "orbit/journal.h"
 #include "orbit/metrics.h"
+#include "orbit/orbit_clock.h"
 #include "orbit/prio.h"
 #include "orbit_cli.h"
 
@@ -33,8 +34,11 @@ extern char **environ;
 #define SERVE_MAX_RUNNING 4
 #define SERVE_MAX_ARGS    (CLI_MAX_SOURCES + 2 * CLI_MAX_PATTERNS + 32)
 
+#define SERVE_SWEEP_MS 500 /* how often lost stars are looked for */
+
 struct serve_child {
     pid_t pid;
+    bool canceling; /* DELETE /api/jobs/{id}: SIGTERM sent */
     char id[JOURNAL_ID_LEN + 1];
 };
 
@@ -45,6 +49,8 @@ struct serve {
     struct bulletin_board *bulletins;
     struct metrics_registry *metrics;
     struct api_server *api;
+    struct api_star_registry *stars;
+    struct event *sweep;
     struct serve_child running[SERVE_MAX_RUNNING];
     size_t nrunning;
     char self[PATH_MAX];
@@ -185,6 +191,7 @@ spawn(struct serve *sv, const struct journal_job *jb, json_t *opts)
         return orbit_err_from_errno(err);
     struct serve_child *c = &sv->running[sv->nrunning++];
     c->pid = pid;
+    c->canceling = false;
     snprintf(c->id, sizeof c->id, "%s", jb->id);
     char msg[256];
     snprintf(msg, sizeof msg, "job %s started (pid %d, log %s)", jb->id,
@@ -229,6 +236,26 @@ start_queued(struct serve *sv)
     journal_jobs_free(jobs, n);
 }
 
+/* A canceled job's process has ended: it recorded itself resumable (as
+ * every child of `orbit serve` stopped by a signal does), so the control
+ * plane records the cancel, unless the job finished first. */
+static void
+canceled(struct serve *sv, const char *id)
+{
+    struct journal_job jb;
+    if (journal_job_get(sv->journal, id, &jb) != 0)
+        return;
+    bool finished =
+        jb.state == JOURNAL_JOB_COMPLETED || jb.state == JOURNAL_JOB_PARTIAL;
+    journal_job_release(&jb);
+    if (!finished)
+        journal_job_set_state(sv->journal, id, JOURNAL_JOB_CANCELED);
+    char msg[256];
+    snprintf(msg, sizeof msg, "job %s %s", id,
+             finished ? "finished before it could be canceled" : "canceled");
+    post(sv, BULLETIN_INFO, id, "job", msg);
+}
+
 static void
 on_child(evutil_socket_t sig, short what, void *arg)
 {
@@ -242,6 +269,11 @@ on_child(evutil_socket_t sig, short what, void *arg)
             if (sv->running[i].pid != pid)
                 continue;
             int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            if (sv->running[i].canceling) {
+                canceled(sv, sv->running[i].id);
+                sv->running[i] = sv->running[--sv->nrunning];
+                break;
+            }
             char msg[256];
             snprintf(msg, sizeof msg, "job %s ended: %s", sv->running[i].id,
                      code == 0   ? "completed"
@@ -306,6 +338,81 @@ submit_job(void *arg, const struct api_job_request *req, char *id_out)
     return rc;
 }
 
+/* DELETE /api/jobs/{id}: a running job gets SIGTERM and is recorded
+ * canceled once its process has ended; a queued one is canceled now. */
+static int
+cancel_job(void *arg, const char *id)
+{
+    struct serve *sv = arg;
+    for (size_t i = 0; i < sv->nrunning; i++) {
+        struct serve_child *c = &sv->running[i];
+        if (strcmp(c->id, id) != 0)
+            continue;
+        if (!c->canceling && kill(c->pid, SIGTERM) != 0)
+            return orbit_err_from_errno(errno);
+        c->canceling = true;
+        return 0;
+    }
+    struct journal_job jb;
+    int rc = journal_job_get(sv->journal, id, &jb);
+    if (rc != 0)
+        return rc;
+    bool queued =
+        jb.state == JOURNAL_JOB_CREATED || jb.state == JOURNAL_JOB_RUNNING;
+    journal_job_release(&jb);
+    if (!queued)
+        return ORBIT_ESTATE;
+    rc = journal_job_set_state(sv->journal, id, JOURNAL_JOB_CANCELED);
+    if (rc == 0)
+        post(sv, BULLETIN_INFO, id, "job", "job canceled before it started");
+    return rc;
+}
+
+/* ---- stars
+ * ------------------------------------------------------------------ */
+
+static int
+star_heartbeat(void *arg, const struct api_star_heartbeat *hb)
+{
+    struct serve *sv = arg;
+    return api_star_registry_heartbeat(sv->stars, hb,
+                                       orbit_clock_monotonic_ms(NULL));
+}
+
+static void
+stars(void *arg, api_star_emit_fn emit, void *ctx)
+{
+    struct serve *sv = arg;
+    api_star_registry_each(sv->stars, emit, ctx);
+}
+
+static void
+on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct serve *sv = arg;
+    (void)fd;
+    (void)what;
+    api_star_registry_sweep(sv->stars, orbit_clock_monotonic_ms(NULL));
+}
+
+/* At exit: the jobs being canceled end (they had SIGTERM) and are recorded
+ * canceled, so the next `orbit serve` does not resume them. */
+static void
+reap_canceled(struct serve *sv)
+{
+    for (size_t i = 0; i < sv->nrunning; i++) {
+        if (!sv->running[i].canceling)
+            continue;
+        int status;
+        for (int k = 0; k < 300; k++) {
+            if (waitpid(sv->running[i].pid, &status, WNOHANG) != 0)
+                break;
+            usleep(100 * 1000);
+        }
+        canceled(sv, sv->running[i].id);
+    }
+}
+
 /* ---- the command
  * -------------------------------------------------------------------- */
 
@@ -345,6 +452,9 @@ serve_setup(struct serve *sv, const char *spec)
     cfg.bulletins = sv->bulletins;
     cfg.metrics = sv->metrics;
     cfg.providers.submit_job = submit_job;
+    cfg.providers.cancel_job = cancel_job;
+    cfg.providers.star_heartbeat = star_heartbeat;
+    cfg.providers.stars = stars;
     cfg.providers.arg = sv;
     cfg.accept_bulletins = true;
     cfg.token = getenv("ORBIT_API_TOKEN");
@@ -378,6 +488,7 @@ cli_cmd_serve(const struct cli_opts *o)
         return ORBIT_EXIT_FATAL;
     if (bulletin_board_new(1000, &sv.bulletins) != 0 ||
         metrics_registry_new(0, &sv.metrics) != 0 ||
+        api_star_registry_new(sv.bulletins, API_STARS_MAX, &sv.stars) != 0 ||
         !(sv.base = event_base_new()))
         goto out;
     if (serve_setup(&sv, o->api ? o->api : "127.0.0.1:7071") != 0) {
@@ -390,16 +501,24 @@ cli_cmd_serve(const struct cli_opts *o)
     for (size_t i = 0; i < 3; i++)
         if (!sigs[i] || event_add(sigs[i], NULL) != 0)
             goto out;
+    struct timeval tick = {0, SERVE_SWEEP_MS * 1000};
+    sv.sweep = event_new(sv.base, -1, EV_PERSIST, on_sweep, &sv);
+    if (!sv.sweep || event_add(sv.sweep, &tick) != 0)
+        goto out;
     start_queued(&sv); /* jobs left unfinished by an earlier run */
     event_base_dispatch(sv.base);
+    reap_canceled(&sv);
     code = ORBIT_EXIT_OK;
 out:
+    if (sv.sweep)
+        event_free(sv.sweep);
     for (size_t i = 0; i < 3; i++)
         if (sigs[i])
             event_free(sigs[i]);
     api_server_free(sv.api);
     if (sv.base)
         event_base_free(sv.base);
+    api_star_registry_free(sv.stars);
     bulletin_board_free(sv.bulletins);
     metrics_registry_free(sv.metrics);
     journal_close(sv.journal);

@@ -14,6 +14,7 @@
 
 #include "orbit/error.h"
 #include "orbit/star.h"
+#include "orbit/star_control.h"
 #include "orbit/wire_auth.h"
 
 #ifndef ORBIT_VERSION
@@ -27,6 +28,8 @@ struct star_opts {
     const char *listen;
     const char *token_file;
     const char *name;
+    const char *control;  /* --control http://HOST:PORT */
+    uint32_t interval_ms; /* --control-interval */
     enum star_placement placement;
     bool quiet;
 };
@@ -47,6 +50,12 @@ usage(FILE *f)
                "  --name NAME         star name reported to clients\n"
                "  --placement MODE    where hinted chunks land: staging "
                "(default) or pack\n"
+               "  --control URL       register with `orbit serve` at URL: "
+               "a heartbeat\n"
+               "                      (state, disk, counters, advisories) "
+               "to URL/api/stars\n"
+               "  --control-interval SECONDS  between heartbeats "
+               "(default 5, 1 .. 3600)\n"
                "  --quiet             no log lines on stderr\n"
                "  --help, --version\n"
                "SIGTERM or SIGINT drains: no new work, in-flight requests "
@@ -78,7 +87,20 @@ parse(int argc, char **argv, struct star_opts *o)
                             : strcmp(a, "--listen") == 0     ? &o->listen
                             : strcmp(a, "--token-file") == 0 ? &o->token_file
                             : strcmp(a, "--name") == 0       ? &o->name
+                            : strcmp(a, "--control") == 0    ? &o->control
                                                              : NULL;
+        if (strcmp(a, "--control-interval") == 0 && v) {
+            char *end = NULL;
+            unsigned long secs = strtoul(v, &end, 10);
+            if (!*v || *end || secs < 1 || secs > 3600) {
+                fprintf(stderr, "orbit-star: --control-interval: 1 to 3600 "
+                                "seconds\n");
+                return EXIT_USAGE;
+            }
+            o->interval_ms = (uint32_t)secs * 1000u;
+            i++;
+            continue;
+        }
         if (strcmp(a, "--placement") == 0 && v) {
             if (strcmp(v, "staging") != 0 && strcmp(v, "pack") != 0) {
                 fprintf(stderr, "orbit-star: --placement: staging or pack\n");
@@ -96,6 +118,10 @@ parse(int argc, char **argv, struct star_opts *o)
         }
         *slot = v;
         i++;
+    }
+    if (o->control && strncmp(o->control, "http://", 7) != 0) {
+        fprintf(stderr, "orbit-star: --control: expected http://HOST[:PORT]\n");
+        return EXIT_USAGE;
     }
     if (!o->root || !o->token_file) {
         fprintf(stderr, "orbit-star: --root and --token-file are required\n");
@@ -124,6 +150,7 @@ check_root(const char *root)
 struct run {
     struct event_base *base;
     struct star *star;
+    struct star_control *control;
     bool quiet;
 };
 
@@ -134,6 +161,33 @@ on_state(void *arg, enum star_state from, enum star_state to)
     struct run *r = arg;
     if (to == STAR_SHUTDOWN)
         event_base_loopexit(r->base, NULL);
+    else
+        star_control_beat(r->control);
+}
+
+/* --control: heartbeats to the control plane, with the address the star
+ * listens on (the port it really bound when --listen asked for 0). */
+static int
+control_start(const struct star_opts *o, struct run *r)
+{
+    char addr[300];
+    const char *colon = strrchr(o->listen, ':');
+    int hlen = colon ? (int)(colon - o->listen) : (int)strlen(o->listen);
+    snprintf(addr, sizeof addr, "%.*s:%u", hlen, o->listen,
+             (unsigned)star_port(r->star));
+    struct star_control_config cc = {
+        .url = o->control,
+        .address = addr,
+        .token = getenv("ORBIT_API_TOKEN"),
+        .interval_ms = o->interval_ms,
+        .quiet = o->quiet,
+    };
+    int rc = star_control_new(r->star, r->base, &cc, &r->control);
+    if (rc < 0)
+        fprintf(stderr, "orbit-star: --control %s: %s\n", o->control,
+                rc == ORBIT_EINVAL ? "expected http://HOST[:PORT]"
+                                   : orbit_strerror(rc));
+    return rc;
 }
 
 static void
@@ -149,7 +203,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 static int
 serve(const struct star_opts *o, const uint8_t *token, size_t token_len)
 {
-    struct run r = {event_base_new(), NULL, o->quiet};
+    struct run r = {event_base_new(), NULL, NULL, o->quiet};
     if (!r.base)
         return EXIT_FAILURE;
     struct star_config cfg;
@@ -180,6 +234,11 @@ serve(const struct star_opts *o, const uint8_t *token, size_t token_len)
         event_base_free(r.base);
         return EXIT_FAILURE;
     }
+    if (o->control && control_start(o, &r) < 0) {
+        star_free(r.star);
+        event_base_free(r.base);
+        return EXIT_FAILURE;
+    }
     struct event *term = evsignal_new(r.base, SIGTERM, on_signal, &r);
     struct event *intr = evsignal_new(r.base, SIGINT, on_signal, &r);
     if (term)
@@ -188,6 +247,8 @@ serve(const struct star_opts *o, const uint8_t *token, size_t token_len)
         evsignal_add(intr, NULL);
     star_schedule(r.star);
     event_base_dispatch(r.base);
+    star_control_free(r.control);
+    r.control = NULL;
     star_free(r.star);
     if (term)
         event_free(term);

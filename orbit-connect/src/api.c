@@ -70,6 +70,8 @@ api_reply_json(struct evhttp_request *req, int code, json_t *body)
                          : code == 401 ? "Unauthorized"
                          : code == 404 ? "Not Found"
                          : code == 405 ? "Method Not Allowed"
+                         : code == 409 ? "Conflict"
+                         : code == 500 ? "Internal Server Error"
                          : code == 503 ? "Service Unavailable"
                                        : "Error";
     evhttp_send_reply(req, code, reason, buf);
@@ -163,24 +165,28 @@ typedef void (*api_item_fn)(struct api_server *, struct evhttp_request *,
                             const struct api_query *, const char *);
 
 /* A route serves its path exactly, or (item) one more path segment; post
- * serves POST when can_post says the server is configured for it. */
+ * serves POST (del DELETE, on an item) when can_write says the server is
+ * configured for it. */
 struct api_route {
     const char *path;
     api_handler_fn fn;
     api_item_fn item;
     api_handler_fn post;
-    bool (*can_post)(const struct api_server *);
+    api_item_fn del;
+    bool (*can_write)(const struct api_server *);
 };
 
 static const struct api_route api_routes[] = {
-    {"/healthz", api_get_healthz, NULL, NULL, NULL},
-    {"/api/bulletins", api_get_bulletins, NULL, api_post_bulletin,
+    {"/healthz", api_get_healthz, NULL, NULL, NULL, NULL},
+    {"/api/bulletins", api_get_bulletins, NULL, api_post_bulletin, NULL,
      api_can_post_bulletin},
-    {"/api/jobs", api_get_jobs, NULL, api_post_job, api_can_submit},
-    {"/api/jobs/", api_get_jobs, NULL, api_post_job, api_can_submit},
-    {"/api/jobs/", NULL, api_get_job, NULL, NULL},
-    {"/api/stars", api_get_stars, NULL, NULL, NULL},
-    {"/metrics", api_get_metrics, NULL, NULL, NULL},
+    {"/api/jobs", api_get_jobs, NULL, api_post_job, NULL, api_can_submit},
+    {"/api/jobs/", api_get_jobs, NULL, api_post_job, NULL, api_can_submit},
+    {"/api/jobs/", NULL, api_get_job, NULL, api_delete_job, api_can_cancel},
+    {"/api/stars", api_get_stars, NULL, api_post_star, NULL, api_can_post_star},
+    {"/api/stars/", api_get_stars, NULL, api_post_star, NULL,
+     api_can_post_star},
+    {"/metrics", api_get_metrics, NULL, NULL, NULL, NULL},
 };
 
 /* The route serving path, with *item set to the last segment for an item
@@ -214,14 +220,18 @@ api_dispatch(struct api_server *s, struct evhttp_request *req, const char *path,
         return;
     }
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    bool post = route->post && route->can_post(s);
+    bool post = route->post && route->can_write(s);
+    bool del = route->del && route->can_write(s);
     if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD &&
-        !(m == EVHTTP_REQ_POST && post)) {
+        !(m == EVHTTP_REQ_POST && post) && !(m == EVHTTP_REQ_DELETE && del)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          post ? "GET, HEAD, POST" : "GET, HEAD");
+                          post  ? "GET, HEAD, POST"
+                          : del ? "GET, HEAD, DELETE"
+                                : "GET, HEAD");
         api_reply_error(req, 405, "method not allowed",
-                        post ? "GET, HEAD and POST are served here"
-                             : "only GET and HEAD are served here");
+                        post  ? "GET, HEAD and POST are served here"
+                        : del ? "GET, HEAD and DELETE are served here"
+                              : "only GET and HEAD are served here");
         return;
     }
     struct api_query q;
@@ -232,6 +242,8 @@ api_dispatch(struct api_server *s, struct evhttp_request *req, const char *path,
     }
     if (m == EVHTTP_REQ_POST)
         route->post(s, req, &q);
+    else if (m == EVHTTP_REQ_DELETE)
+        route->del(s, req, &q, item);
     else if (route->item)
         route->item(s, req, &q, item);
     else

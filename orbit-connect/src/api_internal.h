@@ -61,6 +61,24 @@ void api_post_bulletin(struct api_server *s, struct evhttp_request *req,
 bool api_can_submit(const struct api_server *s);
 bool api_can_post_bulletin(const struct api_server *s);
 
+/* DELETE /api/jobs/{id} (cancel_job) and POST /api/stars (a star's
+ * heartbeat), and whether their providers are set. */
+void api_delete_job(struct api_server *s, struct evhttp_request *req,
+                    const struct api_query *q, const char *id);
+void api_post_star(struct api_server *s, struct evhttp_request *req,
+                   const struct api_query *q);
+bool api_can_cancel(const struct api_server *s);
+bool api_can_post_star(const struct api_server *s);
+
+/* The request body as a JSON object (owned), or 400 and NULL. */
+json_t *api_body_object(struct evhttp_request *req);
+/* 400 and false when body has a field not in allowed (NULL-terminated). */
+bool api_body_only(struct evhttp_request *req, json_t *body,
+                   const char *const *allowed);
+
+/* 400 and false when id is not a job id. */
+bool api_job_id_ok(struct evhttp_request *req, const char *id);
+
 /* 400 and false when q has a key not in allowed (NULL-terminated). */
 bool api_query_only(struct evhttp_request *req, const struct api_query *q,
                     const char *const *allowed);

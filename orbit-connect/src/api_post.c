@@ -12,8 +12,7 @@
 #include "orbit/bulletin.h"
 #include "orbit/error.h"
 
-/* The request body as a JSON object, or 400 and NULL. */
-static json_t *
+json_t *
 api_body_object(struct evhttp_request *req)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -34,8 +33,7 @@ api_body_object(struct evhttp_request *req)
     return body;
 }
 
-/* 400 and false when body has a field not in allowed (NULL-terminated). */
-static bool
+bool
 api_body_only(struct evhttp_request *req, json_t *body,
               const char *const *allowed)
 {

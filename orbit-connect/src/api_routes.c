@@ -287,6 +287,16 @@ api_job_load(struct api_server *s, const char *id, struct journal_job *jb,
     return rc;
 }
 
+bool
+api_job_id_ok(struct evhttp_request *req, const char *id)
+{
+    if (journal_id_valid(id))
+        return true;
+    api_reply_error(req, 400, "bad job id",
+                    "expected 16 lowercase hex characters");
+    return false;
+}
+
 void
 api_get_job(struct api_server *s, struct evhttp_request *req,
             const struct api_query *q, const char *id)
@@ -295,13 +305,8 @@ api_get_job(struct api_server *s, struct evhttp_request *req,
     uint64_t counts[3];
     struct dlq_entry *dead = NULL;
     size_t ndead = 0;
-    if (!api_query_only(req, q, NULL))
+    if (!api_query_only(req, q, NULL) || !api_job_id_ok(req, id))
         return;
-    if (!journal_id_valid(id)) {
-        api_reply_error(req, 400, "bad job id",
-                        "expected 16 lowercase hex characters");
-        return;
-    }
     int rc = s->cfg.journal ? api_job_load(s, id, &jb, counts, &dead, &ndead)
                             : ORBIT_ENOENT;
     if (rc != 0) {
@@ -329,6 +334,22 @@ api_get_job(struct api_server *s, struct evhttp_request *req,
 /* ---- stars and metrics ------------------------------------------------------
  */
 
+static json_t *
+api_advisories_json(unsigned adv)
+{
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < API_ADV_COUNT; i++)
+        if (adv & (1u << i))
+            json_array_append_new(arr, json_string(api_advisory_name(1u << i)));
+    return arr;
+}
+
+static json_t *
+api_str_or_null(const char *s)
+{
+    return s ? api_json_str(s) : json_null();
+}
+
 static void
 api_star_emit(void *ctx, const struct api_star_info *st)
 {
@@ -337,15 +358,18 @@ api_star_emit(void *ctx, const struct api_star_info *st)
         return;
     json_array_append_new(
         arr,
-        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "name",
-                  api_json_str(st->name), "address", api_json_str(st->address),
-                  "state", api_json_str(st->lifecycle_state), "circuit",
-                  api_json_str(st->circuit_state), "health",
-                  api_json_str(st->health), "last_seen_ms",
-                  st->last_seen_ms ? api_json_u64(st->last_seen_ms)
-                                   : json_null(),
-                  "inflight_objects", api_json_u64(st->inflight_objects),
-                  "inflight_bytes", api_json_u64(st->inflight_bytes)));
+        json_pack(
+            "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "name",
+            api_json_str(st->name), "address", api_json_str(st->address),
+            "state", api_json_str(st->lifecycle_state), "circuit",
+            api_str_or_null(st->circuit_state), "health",
+            api_json_str(st->health), "advisories",
+            api_advisories_json(st->advisories), "last_seen_ms",
+            st->last_seen_ms ? api_json_u64(st->last_seen_ms) : json_null(),
+            "inflight_objects", api_json_u64(st->inflight_objects),
+            "inflight_bytes", api_json_u64(st->inflight_bytes), "disk_total",
+            api_json_u64(st->disk_total), "disk_used",
+            api_json_u64(st->disk_used)));
 }
 
 void

@@ -14,6 +14,10 @@
  *                                is set): 202 with its id
  *   POST /api/bulletins          post a bulletin (when accept_bulletins is
  *                                set, e.g. a star's advisory): 201
+ *   DELETE /api/jobs/{id}        cancel a job (when a cancel_job provider
+ *                                is set): 202, 404 unknown, 409 finished
+ *   POST /api/stars              a star's heartbeat (when a star_heartbeat
+ *                                provider is set): 202
  *
  * Unknown paths answer 404, other methods 405 (with Allow), bad query
  * values 400, all with a JSON body {"error": "...", "detail": "..."}. The
@@ -60,6 +64,19 @@ struct api_server;
 #define API_DEAD_LETTERS_MAX    1000u /* listed per job */
 #define API_SOURCES_MAX         64u   /* sources of a submitted job */
 #define API_JOB_ID_MAX          64u   /* id a submit provider returns */
+#define API_STAR_NAME_MAX       128u  /* name, address, state of a star */
+#define API_STARS_MAX           256u  /* stars a registry keeps */
+#define API_STAR_LOST_BEATS     3u    /* heartbeats missed: lost */
+
+/* A star's advisories, as bits (the wire protocol's order). */
+enum api_advisory {
+    API_ADV_DISK_WARNING = 1u << 0,
+    API_ADV_DISK_CRITICAL = 1u << 1,
+    API_ADV_DISK_EXHAUSTION = 1u << 2,
+    API_ADV_THROUGHPUT_LOW = 1u << 3,
+    API_ADV_ERROR_RATE_HIGH = 1u << 4,
+};
+#define API_ADV_COUNT 5u
 
 /* Live counters of a running job, from the scheduler. */
 struct api_job_live {
@@ -95,6 +112,26 @@ struct api_star_info {
     uint64_t last_seen_ms;       /* 0: never */
     uint64_t inflight_objects;
     uint64_t inflight_bytes;
+    unsigned advisories; /* API_ADV_* bits */
+    uint64_t disk_total; /* bytes; 0: unknown */
+    uint64_t disk_used;
+};
+
+/* A heartbeat a star posts to POST /api/stars; strings borrowed for the
+ * call, each 1 .. API_STAR_NAME_MAX bytes. */
+struct api_star_heartbeat {
+    const char *name;
+    const char *address;  /* where the star listens, host:port */
+    const char *state;    /* its lifecycle state: "scheduled", ... */
+    uint64_t interval_ms; /* how often it posts; 1000 .. 3600000 */
+    uint64_t disk_total;
+    uint64_t disk_used;
+    uint64_t bytes_received;
+    uint64_t chunks_received;
+    uint64_t files_committed;
+    uint64_t errors_total;
+    uint64_t connections;
+    unsigned advisories; /* API_ADV_* bits */
 };
 
 typedef void (*api_star_emit_fn)(void *ctx, const struct api_star_info *s);
@@ -111,6 +148,14 @@ struct api_providers {
      * 500. NULL: POST /api/jobs answers 405. */
     int (*submit_job)(void *arg, const struct api_job_request *job,
                       char *id_out);
+    /* Cancels a job: 0 (202) when it is canceled or being canceled,
+     * ORBIT_ENOENT for an unknown job (404), ORBIT_ESTATE for one that
+     * has finished (409), else 500. NULL: DELETE answers 405. */
+    int (*cancel_job)(void *arg, const char *job_id);
+    /* Takes a star's heartbeat: 0 (202); ORBIT_EFULL when no more stars
+     * fit (503), ORBIT_EINVAL (400), else 500. NULL: POST /api/stars
+     * answers 405. */
+    int (*star_heartbeat)(void *arg, const struct api_star_heartbeat *hb);
     void *arg;
 };
 
@@ -140,6 +185,41 @@ int api_server_bind(struct api_server *s, const char *addr, uint16_t port);
 uint16_t api_server_port(const struct api_server *s);
 /* Whether every address addr resolves to is a loopback address. */
 bool api_addr_is_loopback(const char *addr);
+
+/* The name of one advisory bit ("disk_warning", "disk_critical",
+ * "disk_exhaustion_predicted", "throughput_low", "error_rate_high"), NULL
+ * for anything else; and the bit of a name: 0 or ORBIT_EINVAL. */
+const char *api_advisory_name(unsigned bit);
+int api_advisory_parse(const char *name, unsigned *bit);
+
+/*
+ * The star registry of a control plane: the stars that post heartbeats,
+ * bounded at capacity. A star is known by its name. A star not heard of for
+ * API_STAR_LOST_BEATS of its intervals is lost (a Warning bulletin,
+ * category "star_lost"); one heard of again is back (Info, "star_back").
+ * An advisory a star did not have before becomes a bulletin (category =
+ * the advisory's name, source = the star; Error for disk_critical and
+ * disk_exhaustion_predicted, Warning otherwise); all advisories cleared is
+ * an Info ("health"). Times are the caller's monotonic milliseconds;
+ * last_seen_ms in the listing is wall-clock time.
+ * Not thread-safe: use it from one thread (the API's event loop). board
+ * is borrowed (NULL: no bulletins).
+ * Errors: ORBIT_EINVAL, ORBIT_EFULL (a new star past capacity),
+ * ORBIT_ENOMEM.
+ */
+struct api_star_registry;
+int api_star_registry_new(struct bulletin_board *board, size_t capacity,
+                          struct api_star_registry **out);
+void api_star_registry_free(struct api_star_registry *r);
+int api_star_registry_heartbeat(struct api_star_registry *r,
+                                const struct api_star_heartbeat *hb,
+                                uint64_t now_ms);
+/* Marks the stars whose heartbeats stopped as lost; how many became lost. */
+size_t api_star_registry_sweep(struct api_star_registry *r, uint64_t now_ms);
+/* Calls emit once per star, in the order they registered. */
+void api_star_registry_each(const struct api_star_registry *r,
+                            api_star_emit_fn emit, void *ctx);
+size_t api_star_registry_count(const struct api_star_registry *r);
 
 /* A parsed query string: decoded keys and values ('+' is a space, %XX a
  * byte), all pointing into one owned buffer. */
