@@ -3,9 +3,14 @@ JOBS ?= 2
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_FLAGS ?=
+# The fuzz pass: a clang build whose libraries carry libFuzzer's coverage
+# instrumentation, each target run FUZZ_SECONDS over a copy of its corpus.
+FUZZ_BUILD ?= build-fz
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS = pak_record chunk_codec wire_frame wire_path http_query
 
 .PHONY: all deps build build-asan test test-normal test-asan format-check \
-        format demo bench clean
+        format demo bench clean build-fuzz fuzz
 
 all: build
 
@@ -17,6 +22,11 @@ $(BUILD)/CMakeCache.txt: | deps
 
 $(ASAN_BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DORBIT_SANITIZE=ON \
+	    $(CMAKE_FLAGS)
+
+$(FUZZ_BUILD)/CMakeCache.txt: | deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DORBIT_FUZZ=ON -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
 	    $(CMAKE_FLAGS)
 
 build: $(BUILD)/CMakeCache.txt
@@ -42,8 +52,19 @@ format-check: deps
 format:
 	clang-format -i $(SOURCES)
 
+build-fuzz: $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) \
+	    --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+
+# On a crash the input lands in tests/fuzz/crashes/NAME/ and this fails.
+fuzz: build-fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) \
+	    ./tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
+# The fuzz pass runs after both suites, whatever the -j.
 test: format-check test-normal test-asan
-	@echo "orbit: normal and sanitizer suites passed, formatting clean"
+	@$(MAKE) --no-print-directory fuzz
+	@echo "orbit: normal and sanitizer suites and the fuzz pass passed, formatting clean"
 
 demo: build
 	@./.ci/demo $(BUILD)
@@ -52,4 +73,4 @@ bench: build
 	@./bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
