@@ -93,7 +93,7 @@ fetch() { # version -> corpus/linux-source-<version>.tar
         apt-get download "linux-source-6.1=$v")
     dpkg-deb -x "$corpus"/deb-"$v"/*.deb "$corpus/x-$v"
     local xz
-    xz=$(find "$corpus/x-$v" -name 'linux-source-*.tar.xz' | head -n1)
+    xz=$(find "$corpus/x-$v" -name 'linux-source-*.tar.xz' | sed -n 1p)
     [ -n "$xz" ] || { echo "no .tar.xz in the $v package" >&2; exit 1; }
     unxz -c "$xz" >"$tar.part" && mv "$tar.part" "$tar"
     rm -rf "$corpus/x-$v"
@@ -302,7 +302,10 @@ check() { # what ref dir
 }
 fresh() { local d; for d in "$@"; do rm -rf "$d"; mkdir -p "$d"; done; }
 
-echo "== orbit $("$ORBIT" --version 2>/dev/null | head -n1) ($btype), $(rsync --version | head -n1)" >&2
+# first lines read with sed, which drains the pipe: no SIGPIPE under pipefail
+orbit_version=$("$ORBIT" --version 2>/dev/null | sed -n 1p)
+rsync_version=$(rsync --version | sed -n 1p)
+echo "== $orbit_version ($btype), $rsync_version" >&2
 echo "== scratch $S" >&2
 
 # ---- trees ---------------------------------------------------------------------
@@ -433,8 +436,8 @@ fi
 # ---- the table -------------------------------------------------------------------
 args=(--results "$results" --scratch "$S" --runs "$runs" --tree-runs "$tree_runs"
     --old "$old_v" --new "$new_v" --command "$cmdline"
-    --orbit-version "$("$ORBIT" --version 2>/dev/null | head -n1)" --commit "$commit"
+    --orbit-version "$orbit_version" --commit "$commit"
     --load "$load_start $(cut -d' ' -f1 /proc/loadavg)"
-    --rsync-version "$(rsync --version | head -n1)")
+    --rsync-version "$rsync_version")
 [ "$doc" = 1 ] && args+=(--doc "$repo/docs/benchmarks.md")
 python3 "$here/compare_report.py" "${args[@]}"

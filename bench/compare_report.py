@@ -180,7 +180,7 @@ def build(a):
           f"One uninterrupted copy sends {ref / MIB:,.1f} MiB, so the two runs "
           f"together re-sent {resent / MIB:,.1f} MiB = "
           f"{resent / size * 100:.2f} % of the file "
-          f"({resent / ref * 100:.1f} % of a full copy's bytes) — "
+          f"({resent / ref * 100:.2f} % of a full copy's bytes) — "
           f"{met(resent / size < 0.05)}")
     src_rss = [v["rss_c"] for (c, t), v in s.items() if t == "orbit-star" and v["rss_c"]]
     star_rss = [v["rss_s"] for (c, t), v in s.items() if t == "orbit-star" and v["rss_s"]]
