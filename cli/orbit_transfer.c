@@ -229,6 +229,34 @@ print_json_event(struct xfer_ui *ui, const struct sched_file_event *ev)
     prov_event_free(pe);
 }
 
+/* --json: the job's own events around the file events. */
+static void
+print_job_event(const char *job_id, enum prov_event_type type,
+                const struct sched_stats *st, const char *error)
+{
+    struct prov_event *pe = NULL;
+    char *json = NULL;
+    size_t len = 0;
+    if (prov_event_new(type, job_id, &pe) != 0)
+        return;
+    if (st) {
+        char n[32];
+        prov_event_set_bytes(pe, st->bytes_sent);
+        snprintf(n, sizeof n, "%llu", (unsigned long long)st->files_done);
+        prov_event_context_set(pe, "files_done", n);
+        snprintf(n, sizeof n, "%llu", (unsigned long long)st->files_failed);
+        prov_event_context_set(pe, "dead_letters", n);
+        snprintf(n, sizeof n, "%llu", (unsigned long long)st->bytes_dedup);
+        prov_event_context_set(pe, "bytes_deduplicated", n);
+    }
+    if (error)
+        prov_event_set(pe, PROV_F_ERROR, error);
+    if (prov_event_to_json(pe, &json, &len) == 0)
+        printf("%s\n", json);
+    free(json);
+    prov_event_free(pe);
+}
+
 static void
 on_file(void *arg, const struct sched_file_event *ev)
 {
@@ -557,6 +585,10 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     }
     if (resumed && !o.quiet && !o.json)
         printf("orbit: resuming job %s\n", x->job_id);
+    if (o.json)
+        print_job_event(x->job_id,
+                        resumed ? PROV_JOB_RESUMED : PROV_JOB_CREATED, NULL,
+                        NULL);
     if (j)
         journal_job_set_state(j, x->job_id, JOURNAL_JOB_RUNNING);
     struct xfer_ui ui = {.o = &o,
@@ -628,6 +660,10 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     double secs = (double)(orbit_clock_monotonic_ms(NULL) - ui.t0_ms) / 1000.0;
     if (j)
         record_end(j, x->job_id, rc, ndl, &st);
+    if (o.json)
+        print_job_event(x->job_id,
+                        rc == 0 ? PROV_JOB_COMPLETED : PROV_JOB_FAILED, &st,
+                        rc != 0 ? orbit_strerror(rc) : NULL);
     if (ui.api_err != 0)
         rc = ui.api_err; /* already said why */
     else if (rc == 0)
