@@ -13,8 +13,9 @@
 # tests/fuzz/crashes/NAME/ as NAME-crash-SHA1 (NAME-leak-..., ...);
 # the replay tests run that directory too once it holds a file, so the input
 # stays a regression test once it is committed with its fix. The pass then
-# fails, naming the input. Inputs already in tests/fuzz/crashes/NAME/ are run
-# first: a crash that comes back fails the pass at once.
+# fails, naming the input. Inputs already in tests/fuzz/crashes/NAME/ are
+# loaded with the corpus, before any fuzzing: a crash that comes back fails
+# the pass at once.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: run.sh BUILD NAME...}
@@ -33,7 +34,7 @@ run_one() {
     rm -rf "$dir"
     mkdir -p "$dir/corpus" "$dir/artifacts"
     if [ ! -x "$bin" ]; then
-        echo "fail $name: $bin is not built" >"$dir/result"
+        echo "FAIL $name: $bin is not built" >"$dir/result"
         return
     fi
     cp "$here/corpus/$name/"* "$dir/corpus/"
