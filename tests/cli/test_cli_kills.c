@@ -1,0 +1,300 @@
+/*
+ * Kill loops: a paced copy to an orbit-star is cut by SIGKILL at a delay
+ * drawn from the seed, of the star (odd seeds) or of orbit (even seeds).
+ * Right after the cut no partial file is visible at the destination: every
+ * regular file there is identical to its source. The killed process is
+ * started again (the star on the same root and port) and the same command,
+ * unpaced, completes the tree. The same for `orbit serve`: SIGKILLed while
+ * its job runs, started again on the same state directory, it resumes the
+ * job to completion.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+
+static struct e2e *const t = &e2e_current;
+
+TestSuite(cli_kills, .init = e2e_suite_init, .fini = e2e_suite_fini,
+          .timeout = 120);
+
+#define SEEDS   6
+#define BWLIMIT "8M"
+
+static void
+nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static long
+cut_delay_ms(unsigned seed)
+{
+    return 100 + (long)((seed * 137u) % 900u);
+}
+
+/* The source: a few hundred small files, the tree's 3 MiB file, and two
+ * more files of 2 to 4 MiB whose contents depend on the seed. */
+static void
+make_source(unsigned seed)
+{
+    char x[E2E_PATH * 2];
+    snprintf(x, sizeof x, "%s/extra", t->src);
+    if (!e2e_exists(x)) {
+        struct e2e_tree tree;
+        e2e_make_tree(t->src, 300, 3u << 20, &tree);
+        e2e_put(t->src, "extra", E2E_DIR, 0, 0755);
+    }
+    e2e_put(t->src, "extra/x1.bin", (2u << 20) + seed * 131071u, 9000 + seed,
+            0644);
+    e2e_put(t->src, "extra/x2.bin", (4u << 20) - seed * 65521u, 9100 + seed,
+            0600);
+}
+
+/* Every regular file under dst/rel is identical to src/rel; returns how
+ * many were checked. A top-level .orbit is skipped. */
+static unsigned
+visible_files_whole(const char *src, const char *dst, const char *rel)
+{
+    char dpath[E2E_PATH * 2], spath[E2E_PATH * 2];
+    snprintf(dpath, sizeof dpath, "%s%s%s", dst, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(dpath);
+    if (!d)
+        return 0;
+    unsigned n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (!rel[0] && !strcmp(e->d_name, ".orbit"))
+            continue;
+        char sub[E2E_PATH];
+        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+        snprintf(dpath, sizeof dpath, "%s/%s", dst, sub);
+        snprintf(spath, sizeof spath, "%s/%s", src, sub);
+        struct stat st;
+        if (lstat(dpath, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            n += visible_files_whole(src, dst, sub);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode))
+            continue;
+        n++;
+        struct stat ss;
+        cr_assert(lstat(spath, &ss) == 0 && S_ISREG(ss.st_mode),
+                  "'%s' visible at the destination has no source file", sub);
+        size_t na = 0, nb = 0;
+        uint8_t *a = e2e_read_all(spath, &na);
+        uint8_t *b = e2e_read_all(dpath, &nb);
+        cr_assert(na == nb && memcmp(a, b, na) == 0,
+                  "'%s' visible after the cut is partial: %zu of %zu "
+                  "bytes, or other bytes",
+                  sub, nb, na);
+        free(a);
+        free(b);
+    }
+    closedir(d);
+    return n;
+}
+
+static bool
+still_running(pid_t pid)
+{
+    int status;
+    return waitpid(pid, &status, WNOHANG) == 0;
+}
+
+/* One seed against a star of its own (root star-SEED). */
+static void
+star_seed(unsigned seed)
+{
+    struct e2e_star s;
+    memset(&s, 0, sizeof s);
+    s.starts = seed * 10; /* star logs of their own: star{seed}{n}.log */
+    e2e_path(t, s.root, "star-%u", seed);
+    e2e_path(t, s.token_file, "star.token");
+    e2e_mkdir(s.root, 0755);
+    const char tok[] = E2E_TOKEN "\n";
+    e2e_write_bytes(s.token_file, tok, sizeof tok - 1);
+    e2e_star_start(t, &s, 0);
+    make_source(seed);
+
+    char url[128], under[E2E_PATH * 2];
+    snprintf(url, sizeof url, "star://127.0.0.1:%u/d", s.port);
+    snprintf(under, sizeof under, "%s/d", s.root);
+    const char *paced[] = {
+        "orbit",      "copy",       "--bwlimit", BWLIMIT, "--token-file",
+        s.token_file, t->src_slash, url,         NULL};
+    struct e2e_proc p;
+    e2e_spawn(t, &p, paced);
+    long delay = cut_delay_ms(seed);
+    nap_ms(delay);
+    cr_assert(still_running(p.pid), "seed %u: orbit ended before the cut",
+              seed);
+    bool star_killed = seed % 2 == 1;
+    if (star_killed) {
+        e2e_star_kill(&s);
+    } else {
+        kill(p.pid, SIGKILL);
+        e2e_wait(&p, 30);
+        cr_assert_eq(p.code, 128 + SIGKILL);
+    }
+    unsigned whole = visible_files_whole(t->src, under, "");
+    cr_log_info("seed %u: %s killed after %ld ms, %u whole files visible", seed,
+                star_killed ? "orbit-star" : "orbit", delay, whole);
+    if (star_killed) {
+        /* The first run has no star now: interrupt it, as a user would. */
+        kill(p.pid, SIGINT);
+        e2e_wait(&p, 30);
+        cr_expect(p.code == 1, "seed %u: orbit interrupted: exit %d\n%s", seed,
+                  p.code, p.err);
+        e2e_star_start(t, &s, s.port);
+    }
+    e2e_proc_free(&p);
+
+    const char *rerun[] = {
+        "orbit", "copy", "--token-file", s.token_file, t->src_slash, url, NULL};
+    e2e_spawn(t, &p, rerun);
+    e2e_wait(&p, 60);
+    cr_assert_eq(p.code, 0, "seed %u: rerun exit %d\nstdout:\n%s\nstderr:\n%s",
+                 seed, p.code, p.out, p.err);
+    e2e_proc_free(&p);
+    cr_assert_eq(e2e_compare_trees(t->src, under, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "seed %u: the destination differs from the source", seed);
+    e2e_star_stop(&s);
+}
+
+Test(cli_kills, star_killed_at_seeded_moments)
+{
+    for (unsigned seed = 1; seed <= SEEDS; seed += 2)
+        star_seed(seed);
+}
+
+Test(cli_kills, orbit_killed_at_seeded_moments)
+{
+    for (unsigned seed = 2; seed <= SEEDS; seed += 2)
+        star_seed(seed);
+}
+
+/* ---- orbit serve ---- */
+
+static char *
+http_get(uint16_t port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return NULL;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Connection: close\r\n\r\n",
+                     path);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    ssize_t r;
+    while ((r = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fd);
+    buf[len] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    char *out = body ? strdup(body + 4) : NULL;
+    free(buf);
+    return out;
+}
+
+static void
+serve_start(struct e2e_proc *p, uint16_t port)
+{
+    char api[64];
+    snprintf(api, sizeof api, "127.0.0.1:%u", port);
+    const char *argv[] = {E2E_ORBIT,     "serve",  "--api", api,
+                          "--state-dir", t->state, NULL};
+    e2e_spawn(t, p, argv);
+    for (int i = 0; i < 250; i++) {
+        char *b = http_get(port, "/healthz");
+        if (b) {
+            free(b);
+            return;
+        }
+        nap_ms(20);
+    }
+    cr_assert_fail("orbit serve did not answer on %s", api);
+}
+
+static char *
+wait_job(uint16_t port, const char *id, const char *want, int seconds)
+{
+    char path[128], needle[64];
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    snprintf(needle, sizeof needle, "\"state\":\"%s\"", want);
+    char *body = NULL;
+    for (int i = 0; i < seconds * 20; i++) {
+        free(body);
+        body = http_get(port, path);
+        if (body && strstr(body, needle))
+            return body;
+        nap_ms(50);
+    }
+    cr_assert_fail("job %s never reached %s; last answer:\n%s", id, want,
+                   body ? body : "(none)");
+    return NULL;
+}
+
+Test(cli_kills, serve_killed_mid_job_resumes_it_on_restart)
+{
+    make_source(7);
+    uint16_t port = e2e_free_port();
+    struct e2e_proc serve;
+    serve_start(&serve, port);
+    char via[64];
+    snprintf(via, sizeof via, "http://127.0.0.1:%u", port);
+    struct e2e_proc p;
+    int code = E2E_ORBIT_RUN(t, &p, "copy", "--via", via, "--bwlimit", "4M",
+                             t->src_slash, t->dst);
+    cr_assert_eq(code, 0, "%s\n%s", p.out, p.err);
+    const char *at = strstr(p.out, "submitted job ");
+    cr_assert_not_null(at, "no job id in:\n%s", p.out);
+    char id[17];
+    cr_assert_eq(sscanf(at, "submitted job %16s", id), 1);
+    e2e_proc_free(&p);
+    free(wait_job(port, id, "running", 20));
+    nap_ms(cut_delay_ms(7));
+    kill(serve.pid, SIGKILL);
+    e2e_wait(&serve, 30);
+    cr_assert_eq(serve.code, 128 + SIGKILL);
+    e2e_proc_free(&serve);
+    unsigned whole = visible_files_whole(t->src, t->dst, "");
+    cr_log_info("serve killed: %u whole files visible", whole);
+
+    serve_start(&serve, port);
+    free(wait_job(port, id, "completed", 60));
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "the resumed job's destination differs from the source");
+    kill(serve.pid, SIGTERM);
+    e2e_wait(&serve, 30);
+    cr_expect_eq(serve.code, 0, "%s", serve.err);
+    e2e_proc_free(&serve);
+}
