@@ -185,8 +185,11 @@ chunk_stream(struct reader_ctx *c, struct sched_file *f, int fd,
 static bool
 same_stat(const struct stat *a, const struct stat *b)
 {
+    /* ctime too: a writer can put the mtime back, not the ctime */
     return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ino == b->st_ino;
+           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+           a->st_ctim.tv_nsec == b->st_ctim.tv_nsec && a->st_ino == b->st_ino;
 }
 
 static int

@@ -66,6 +66,7 @@ struct star_commit_item {
     bool complete; /* answered COMMIT_OK complete */
     bool ready;    /* assembled and fsynced: to rename */
     bool renamed;
+    bool in_place; /* same bytes already there: only mode and times set */
 };
 
 struct star_partial; /* a multi-frame COMMIT in progress */
