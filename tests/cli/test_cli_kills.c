@@ -258,8 +258,12 @@ wait_job(uint16_t port, const char *id, const char *want, int seconds)
             return body;
         nap_ms(50);
     }
-    cr_assert_fail("job %s never reached %s; last answer:\n%s", id, want,
-                   body ? body : "(none)");
+    char log[E2E_PATH * 2];
+    snprintf(log, sizeof log, "%s/logs/%s.log", t->state, id);
+    size_t n = 0;
+    char *text = e2e_exists(log) ? (char *)e2e_read_all(log, &n) : NULL;
+    cr_assert_fail("job %s never reached %s; last answer:\n%s\njob log:\n%s",
+                   id, want, body ? body : "(none)", text ? text : "(none)");
     return NULL;
 }
 

@@ -339,11 +339,9 @@ Test(cli_source, a_file_rewritten_while_read_arrives_with_its_final_content)
 
 /* The same rewrite, then the file's mtime put back as it was (as
  * `cp -p`, `rsync -t` or an archive extraction leave it): size, mtime
- * and inode are those the reader saw at open; only the ctime moved.
- * Fails today: the reader's before/after check (same_stat in
- * orbit-connect/src/sched_reader.c) compares size, mtime and inode but not
- * the ctime, so the copy ends exit 0, no retry, with the old head and the
- * new tail at the destination. */
+ * and inode are those the reader saw at open; only the ctime moved, and
+ * the reader compares it too (without it the copy ended exit 0, no retry,
+ * with the old head and the new tail at the destination). */
 Test(cli_source, a_rewrite_that_keeps_the_mtime_is_still_noticed)
 {
     make_source();
