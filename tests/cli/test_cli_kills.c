@@ -256,6 +256,10 @@ wait_job(uint16_t port, const char *id, const char *want, int seconds)
         body = http_get(port, path);
         if (body && strstr(body, needle))
             return body;
+        if (body && (strstr(body, "\"state\":\"failed\"") ||
+                     strstr(body, "\"state\":\"partial\"") ||
+                     strstr(body, "\"state\":\"canceled\"")))
+            break; /* ended otherwise: no use waiting */
         nap_ms(50);
     }
     char log[E2E_PATH * 2];
