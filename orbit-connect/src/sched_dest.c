@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -24,7 +25,8 @@
 #include "orbit/wire_client.h"
 #include "sched_internal.h"
 
-#define HAVE_BATCH 2048
+#define HAVE_BATCH       2048
+#define LOCAL_BUSY_TRIES 150 /* 30 s in steps of 200 ms */
 
 /* ---- a FIFO of chunk references ---------------------------------------- */
 
@@ -865,6 +867,18 @@ local_star(struct sched_dest *d)
      * 1 GB file, 13.8 s with 0, 5.9 s with 2 ms). */
     sc.batch_delay_us = 2000;
     int rc = star_new(&sc, &d->star);
+    /* Another process still serves this root (e.g. the previous run of
+     * this job, stopping): wait for it a while rather than fail. */
+    for (int i = 0; rc == ORBIT_EAGAIN && i < LOCAL_BUSY_TRIES; i++) {
+        if (i == 0)
+            fprintf(stderr,
+                    "orbit: %s is in use by another process; "
+                    "waiting for it\n",
+                    d->cfg->root);
+        struct timespec nap = {0, 200 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        rc = star_new(&sc, &d->star);
+    }
     if (rc == 0)
         rc = star_schedule(d->star);
     return rc;
