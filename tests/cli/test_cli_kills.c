@@ -370,20 +370,11 @@ Test(cli_kills, serve_killed_mid_job_resumes_it_on_restart)
     serve_resumes(port, id);
 }
 
-/* Known gap 7 (opt-in: ORBIT_FAULTS_KNOWN_GAPS=1, it fails about one run
- * in twenty): `orbit serve` started again at once, while the job process
- * of the killed one is still stopping. The new job process finds the
- * destination held ("cannot open DST: busy, try again") and exits 1; the
- * control plane records the job failed; then the old process ends and
- * records it running (resumable) again. No process runs it, and none will
- * until the next restart: the job stays "running" forever. */
+/* `orbit serve` started again at once, while the job process of the
+ * killed one is still stopping and holds the destination: the new job
+ * process waits for the destination instead of failing (once gap 7). */
 Test(cli_kills, serve_restarted_at_once_resumes_the_job)
 {
-    const char *gaps = getenv("ORBIT_FAULTS_KNOWN_GAPS");
-    if (!gaps || strcmp(gaps, "1") != 0)
-        cr_skip_test("known gap 7 (docs/reliability.md): a restart racing "
-                     "the old job process leaves the job running with no "
-                     "process; ORBIT_FAULTS_KNOWN_GAPS=1 runs it");
     make_source(7);
     uint16_t port = e2e_free_port();
     char id[17];
