@@ -4,6 +4,8 @@
  * star_commit.c, star_fsops.c and star_store.c.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -718,6 +720,9 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
         evutil_closesocket(fd);
         return;
     }
+    /* Replies are small and answer pipelined requests: no Nagle delay. */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (conn_new(s, fd, peer) < 0)
         star_log(s, "could not serve %s", peer);
 }
