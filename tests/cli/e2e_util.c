@@ -881,3 +881,62 @@ e2e_star_kill(struct e2e_star *s)
     waitpid(s->pid, NULL, 0);
     s->pid = 0;
 }
+
+/* ---- HTTP and orbit serve ---- */
+
+void
+e2e_nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+char *
+e2e_http_get(uint16_t port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return NULL;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Connection: close\r\n\r\n",
+                     path);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    ssize_t r;
+    while ((r = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fd);
+    buf[len] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    char *out = body ? strdup(body + 4) : NULL;
+    free(buf);
+    return out;
+}
+
+void
+e2e_serve_start(struct e2e *t, struct e2e_proc *p, uint16_t port)
+{
+    char api[64];
+    snprintf(api, sizeof api, "127.0.0.1:%u", port);
+    const char *argv[] = {E2E_ORBIT,     "serve",  "--api", api,
+                          "--state-dir", t->state, NULL};
+    e2e_spawn(t, p, argv);
+    for (int i = 0; i < 250; i++) {
+        char *b = e2e_http_get(port, "/healthz");
+        if (b) {
+            free(b);
+            return;
+        }
+        e2e_nap_ms(20);
+    }
+    cr_assert_fail("orbit serve did not answer on %s", api);
+}

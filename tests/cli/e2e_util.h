@@ -164,4 +164,15 @@ void e2e_star_kill(struct e2e_star *s);
 /* A port on 127.0.0.1 that nothing listens on (bound, then closed). */
 uint16_t e2e_free_port(void);
 
+/* Sleep ms milliseconds. */
+void e2e_nap_ms(long ms);
+
+/* GET path from 127.0.0.1:port: the response body (malloc'd), or NULL when
+ * nothing listens there. */
+char *e2e_http_get(uint16_t port, const char *path);
+
+/* Start `orbit serve --api 127.0.0.1:PORT --state-dir STATE` and wait until
+ * it answers /healthz. */
+void e2e_serve_start(struct e2e *t, struct e2e_proc *p, uint16_t port);
+
 #endif

@@ -34,13 +34,6 @@ TestSuite(cli_kills, .init = e2e_suite_init, .fini = e2e_suite_fini,
 #define SEEDS   6
 #define BWLIMIT "8M"
 
-static void
-nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static long
 cut_delay_ms(unsigned seed)
 {
@@ -144,7 +137,7 @@ star_seed(unsigned seed)
     struct e2e_proc p;
     e2e_spawn(t, &p, paced);
     long delay = cut_delay_ms(seed);
-    nap_ms(delay);
+    e2e_nap_ms(delay);
     cr_assert(still_running(p.pid), "seed %u: orbit ended before the cut",
               seed);
     bool star_killed = seed % 2 == 1;
@@ -195,56 +188,6 @@ Test(cli_kills, orbit_killed_at_seeded_moments)
 /* ---- orbit serve ---- */
 
 static char *
-http_get(uint16_t port, const char *path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return NULL;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Connection: close\r\n\r\n",
-                     path);
-    cr_assert_eq(write(fd, req, (size_t)n), n);
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap);
-    cr_assert_not_null(buf);
-    ssize_t r;
-    while ((r = read(fd, buf + len, cap - 1 - len)) > 0)
-        len += (size_t)r;
-    close(fd);
-    buf[len] = '\0';
-    char *body = strstr(buf, "\r\n\r\n");
-    char *out = body ? strdup(body + 4) : NULL;
-    free(buf);
-    return out;
-}
-
-static void
-serve_start(struct e2e_proc *p, uint16_t port)
-{
-    char api[64];
-    snprintf(api, sizeof api, "127.0.0.1:%u", port);
-    const char *argv[] = {E2E_ORBIT,     "serve",  "--api", api,
-                          "--state-dir", t->state, NULL};
-    e2e_spawn(t, p, argv);
-    for (int i = 0; i < 250; i++) {
-        char *b = http_get(port, "/healthz");
-        if (b) {
-            free(b);
-            return;
-        }
-        nap_ms(20);
-    }
-    cr_assert_fail("orbit serve did not answer on %s", api);
-}
-
-static char *
 wait_job(uint16_t port, const char *id, const char *want, int seconds)
 {
     char path[128], needle[64];
@@ -253,14 +196,14 @@ wait_job(uint16_t port, const char *id, const char *want, int seconds)
     char *body = NULL;
     for (int i = 0; i < seconds * 20; i++) {
         free(body);
-        body = http_get(port, path);
+        body = e2e_http_get(port, path);
         if (body && strstr(body, needle))
             return body;
         if (body && (strstr(body, "\"state\":\"failed\"") ||
                      strstr(body, "\"state\":\"partial\"") ||
                      strstr(body, "\"state\":\"canceled\"")))
             break; /* ended otherwise: no use waiting */
-        nap_ms(50);
+        e2e_nap_ms(50);
     }
     char log[E2E_PATH * 2];
     snprintf(log, sizeof log, "%s/logs/%s.log", t->state, id);
@@ -304,7 +247,7 @@ static void
 serve_cut(uint16_t port, char *id, pid_t *jobs, size_t *njobs)
 {
     struct e2e_proc serve;
-    serve_start(&serve, port);
+    e2e_serve_start(t, &serve, port);
     char via[64];
     snprintf(via, sizeof via, "http://127.0.0.1:%u", port);
     struct e2e_proc p;
@@ -316,7 +259,7 @@ serve_cut(uint16_t port, char *id, pid_t *jobs, size_t *njobs)
     cr_assert_eq(sscanf(at, "submitted job %16s", id), 1);
     e2e_proc_free(&p);
     free(wait_job(port, id, "running", 20));
-    nap_ms(cut_delay_ms(7));
+    e2e_nap_ms(cut_delay_ms(7));
     *njobs = serve_children(serve.pid, jobs, 4);
     cr_assert_geq(*njobs, 1, "orbit serve runs no job process");
     kill(serve.pid, SIGKILL);
@@ -331,7 +274,7 @@ static void
 serve_resumes(uint16_t port, const char *id)
 {
     struct e2e_proc serve;
-    serve_start(&serve, port);
+    e2e_serve_start(t, &serve, port);
     free(wait_job(port, id, "completed", 60));
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
                  "the resumed job's destination differs from the source");
@@ -357,7 +300,7 @@ Test(cli_kills, serve_killed_mid_job_resumes_it_on_restart)
         snprintf(proc, sizeof proc, "/proc/%d", (int)jobs[i]);
         int ms = 0;
         while (e2e_exists(proc) && ms < 20000) {
-            nap_ms(10);
+            e2e_nap_ms(10);
             ms += 10;
         }
         cr_assert_not(e2e_exists(proc),

@@ -25,62 +25,6 @@ TestSuite(cli_serve, .init = e2e_suite_init, .fini = e2e_suite_fini,
           .timeout = 120);
 
 /* GET path from 127.0.0.1:port; the body (malloc'd) or NULL. */
-static char *
-http_get(uint16_t port, const char *path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return NULL;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Connection: close\r\n\r\n",
-                     path);
-    cr_assert_eq(write(fd, req, (size_t)n), n);
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap);
-    cr_assert_not_null(buf);
-    ssize_t r;
-    while ((r = read(fd, buf + len, cap - 1 - len)) > 0)
-        len += (size_t)r;
-    close(fd);
-    buf[len] = '\0';
-    char *body = strstr(buf, "\r\n\r\n");
-    char *out = body ? strdup(body + 4) : NULL;
-    free(buf);
-    return out;
-}
-
-static void
-nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void
-serve_start(struct e2e_proc *p, uint16_t port)
-{
-    char api[64];
-    snprintf(api, sizeof api, "127.0.0.1:%u", port);
-    const char *argv[] = {E2E_ORBIT,     "serve",  "--api", api,
-                          "--state-dir", t->state, NULL};
-    e2e_spawn(t, p, argv);
-    for (int i = 0; i < 250; i++) {
-        char *b = http_get(port, "/healthz");
-        if (b) {
-            free(b);
-            return;
-        }
-        nap_ms(20);
-    }
-    cr_assert_fail("orbit serve did not answer on %s", api);
-}
 
 /* Poll the job until its state is `want` (or the time runs out). */
 static char *
@@ -92,10 +36,10 @@ wait_job(uint16_t port, const char *id, const char *want, int seconds)
     char *body = NULL;
     for (int i = 0; i < seconds * 20; i++) {
         free(body);
-        body = http_get(port, path);
+        body = e2e_http_get(port, path);
         if (body && strstr(body, needle))
             return body;
-        nap_ms(50);
+        e2e_nap_ms(50);
     }
     cr_assert_fail("job %s never reached %s; last answer:\n%s", id, want,
                    body ? body : "(none)");
@@ -116,7 +60,7 @@ Test(cli_serve, a_submitted_copy_runs_and_reports)
     e2e_make_tree(t->src, 60, 1u << 20, &tree);
     uint16_t port = e2e_free_port();
     struct e2e_proc serve;
-    serve_start(&serve, port);
+    e2e_serve_start(t, &serve, port);
     char via[64];
     snprintf(via, sizeof via, "http://127.0.0.1:%u", port);
     struct e2e_proc p;
@@ -131,8 +75,8 @@ Test(cli_serve, a_submitted_copy_runs_and_reports)
     char *b = NULL;
     for (int i = 0; i < 100 && !(b && strstr(b, "ended: completed")); i++) {
         free(b);
-        nap_ms(50);
-        b = http_get(port, "/api/bulletins?category=job");
+        e2e_nap_ms(50);
+        b = e2e_http_get(port, "/api/bulletins?category=job");
     }
     bool ended = b && strstr(b, "ended: completed");
     free(b);
@@ -155,7 +99,7 @@ Test(cli_serve, a_running_job_resumes_after_a_restart)
     e2e_write_file(big, 24u << 20, 5, 0644, 1600000000);
     uint16_t port = e2e_free_port();
     struct e2e_proc serve;
-    serve_start(&serve, port);
+    e2e_serve_start(t, &serve, port);
     char via[64];
     snprintf(via, sizeof via, "http://127.0.0.1:%u", port);
     struct e2e_proc p;
@@ -166,18 +110,18 @@ Test(cli_serve, a_running_job_resumes_after_a_restart)
     char id[17];
     submitted_id(p.out, id);
     e2e_proc_free(&p);
-    nap_ms(1500);
+    e2e_nap_ms(1500);
     kill(serve.pid, SIGTERM);
     e2e_wait(&serve, 30);
     e2e_proc_free(&serve);
-    nap_ms(500); /* the job's process ends with its control plane */
+    e2e_nap_ms(500); /* the job's process ends with its control plane */
     code = E2E_ORBIT_RUN(t, &p, "status", id);
     cr_assert_eq(code, 0);
     cr_assert(strstr(p.out, "running") != NULL,
               "a job stopped with the control plane stays resumable:\n%s",
               p.out);
     e2e_proc_free(&p);
-    serve_start(&serve, port);
+    e2e_serve_start(t, &serve, port);
     free(wait_job(port, id, "completed", 60));
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, 0, NULL), 0);
     kill(serve.pid, SIGTERM);
