@@ -37,7 +37,7 @@
 #define WALK_PER_PUMP    512 /* entries walked per loop pass */
 #define TICK_MS          50
 #define PROGRESS_MS      250
-#define HELD_LIMIT       ((size_t)24 << 20)
+#define HELD_LIMIT       ((size_t)16 << 20)
 #define RECONNECT_MS     1000
 #define JOURNAL_FLUSH_MS 1000
 #define HEALTH_MS        5000 /* how often each star is asked HEALTH */
