@@ -40,7 +40,8 @@
 #define HELD_LIMIT       ((size_t)16 << 20)
 #define RECONNECT_MS     1000
 #define JOURNAL_FLUSH_MS 1000
-#define HEALTH_MS        5000 /* how often each star is asked HEALTH */
+#define HEALTH_MS        5000  /* how often each star is asked HEALTH */
+#define DOWN_GIVE_UP_MS  20000 /* a lost star stops holding retries */
 
 struct sched {
     struct sched_config cfg;
@@ -766,6 +767,24 @@ pump_walk(struct sched *s)
 /* ---- retries, deletions, the end
  * ----------------------------------------------- */
 
+/* Every destination f waits for is reconnecting, and not for long: hold
+ * the file instead of spending its retries on a star that is coming back.
+ * After DOWN_GIVE_UP_MS the retries run (and end in dead letters). */
+static bool
+dests_coming_back(const struct sched *s, const struct sched_file *f,
+                  uint64_t now)
+{
+    for (unsigned d = 0; d < s->ndests; d++) {
+        const struct sched_dest *dd = &s->dests[d];
+        if (!(f->dest_mask & (1u << d)))
+            continue;
+        if (!sched_dest_down(dd) || dd->down_since_ms == 0 ||
+            now - dd->down_since_ms >= DOWN_GIVE_UP_MS)
+            return false;
+    }
+    return true;
+}
+
 static void
 pump_retries(struct sched *s)
 {
@@ -773,7 +792,8 @@ pump_retries(struct sched *s)
     uint64_t now = now_ms();
     while (*pp) {
         struct sched_file *f = *pp;
-        if (!penalty_box_is_eligible(s->pb, f->rel, now)) {
+        if (!penalty_box_is_eligible(s->pb, f->rel, now) ||
+            dests_coming_back(s, f, now)) {
             pp = &f->next;
             continue;
         }
@@ -1014,6 +1034,7 @@ void
 sched_dest_ready(struct sched *s, struct sched_dest *d, int status)
 {
     if (status == 0) {
+        d->down_since_ms = 0;
         breaker_record_success(d->breaker, now_ms());
         if (d->was_ready)
             return;
@@ -1036,6 +1057,8 @@ sched_dest_ready(struct sched *s, struct sched_dest *d, int status)
     }
     enum breaker_state before = breaker_state(d->breaker);
     breaker_record_failure(d->breaker, now_ms());
+    if (d->was_ready && d->down_since_ms == 0)
+        d->down_since_ms = now_ms();
     if (d->was_ready) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s: connection lost (%s); reconnecting",

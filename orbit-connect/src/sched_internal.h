@@ -151,6 +151,7 @@ struct sched_dest {
     bool ready;
     bool was_ready;             /* the first session came up */
     bool resetting;             /* dropping a suspect session */
+    uint64_t down_since_ms;     /* lost its session at (monotonic), 0: up */
     unsigned handshakes_failed; /* before the first session came up */
     bool compress;
     struct backpressure_guard *guard;
