@@ -112,15 +112,39 @@ journal_unlock(void *arg)
 }
 
 int
-cli_api_start(struct cli_api *a, struct event_base *base)
+cli_api_serve(struct event_base *base, struct api_config *cfg, const char *spec,
+              bool announce, struct api_server **out)
 {
     char host[256];
     uint16_t port = 0;
-    if (cli_parse_hostport(a->spec, host, sizeof host, &port) != 0) {
-        fprintf(stderr, "orbit: --api wants ADDR:PORT, not '%s'\n", a->spec);
+    *out = NULL;
+    if (cli_parse_hostport(spec, host, sizeof host, &port) != 0) {
+        fprintf(stderr, "orbit: --api wants ADDR:PORT, not '%s'\n", spec);
         return ORBIT_EINVAL;
     }
-    const char *token = getenv("ORBIT_API_TOKEN");
+    cfg->token = getenv("ORBIT_API_TOKEN");
+    int rc = api_server_new(base, cfg, out);
+    if (rc == 0)
+        rc = api_server_bind(*out, host, port);
+    if (rc != 0) {
+        fprintf(stderr, "orbit: cannot serve the API on %s: %s%s\n", spec,
+                orbit_strerror(rc),
+                api_addr_is_loopback(host)
+                    ? ""
+                    : " (off loopback it needs ORBIT_API_TOKEN)");
+        api_server_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    if (announce)
+        fprintf(stderr, "orbit: API on http://%s:%u/\n", host,
+                (unsigned)api_server_port(*out));
+    return 0;
+}
+
+int
+cli_api_start(struct cli_api *a, struct event_base *base)
+{
     struct api_config cfg;
     api_config_init(&cfg);
     cfg.journal = a->journal;
@@ -132,24 +156,7 @@ cli_api_start(struct cli_api *a, struct event_base *base)
     cfg.lock = journal_lock;
     cfg.unlock = journal_unlock;
     cfg.lock_arg = a;
-    cfg.token = token;
-    int rc = api_server_new(base, &cfg, &a->server);
-    if (rc == 0)
-        rc = api_server_bind(a->server, host, port);
-    if (rc != 0) {
-        fprintf(stderr, "orbit: cannot serve the API on %s: %s%s\n", a->spec,
-                orbit_strerror(rc),
-                api_addr_is_loopback(host)
-                    ? ""
-                    : " (off loopback it needs ORBIT_API_TOKEN)");
-        api_server_free(a->server);
-        a->server = NULL;
-        return rc;
-    }
-    if (!a->quiet)
-        fprintf(stderr, "orbit: API on http://%s:%u/ (job %s)\n", host,
-                (unsigned)api_server_port(a->server), a->job_id);
-    return 0;
+    return cli_api_serve(base, &cfg, a->spec, !a->quiet, &a->server);
 }
 
 void

@@ -82,6 +82,11 @@ struct cli_api {
 };
 int cli_parse_hostport(const char *spec, char *host, size_t hostcap,
                        uint16_t *port);
+struct api_config;
+/* Parse ADDR:PORT, create and bind an API server with cfg (its token from
+ * ORBIT_API_TOKEN), say where it listens, or say why not. */
+int cli_api_serve(struct event_base *base, struct api_config *cfg,
+                  const char *spec, bool announce, struct api_server **out);
 int cli_api_start(struct cli_api *a, struct event_base *base);
 void cli_api_stop(struct cli_api *a);
 

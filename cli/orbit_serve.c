@@ -432,12 +432,6 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 static int
 serve_setup(struct serve *sv, const char *spec)
 {
-    char host[256];
-    uint16_t port = 0;
-    if (cli_parse_hostport(spec, host, sizeof host, &port) != 0) {
-        fprintf(stderr, "orbit serve: --api wants ADDR:PORT\n");
-        return ORBIT_EINVAL;
-    }
     ssize_t n = readlink("/proc/self/exe", sv->self, sizeof sv->self - 1);
     if (n <= 0)
         return ORBIT_EIO;
@@ -457,22 +451,7 @@ serve_setup(struct serve *sv, const char *spec)
     cfg.providers.stars = stars;
     cfg.providers.arg = sv;
     cfg.accept_bulletins = true;
-    cfg.token = getenv("ORBIT_API_TOKEN");
-    int rc = api_server_new(sv->base, &cfg, &sv->api);
-    if (rc == 0)
-        rc = api_server_bind(sv->api, host, port);
-    if (rc != 0) {
-        fprintf(stderr, "orbit serve: cannot serve on %s: %s%s\n", spec,
-                orbit_strerror(rc),
-                api_addr_is_loopback(host)
-                    ? ""
-                    : " (off loopback it needs ORBIT_API_TOKEN)");
-        return rc;
-    }
-    printf("orbit serve: API on http://%s:%u/\n", host,
-           (unsigned)api_server_port(sv->api));
-    fflush(stdout);
-    return 0;
+    return cli_api_serve(sv->base, &cfg, spec, true, &sv->api);
 }
 
 int
