@@ -17,22 +17,6 @@
 
 /* ---- value encoding ---------------------------------------------------- */
 
-static void
-le_put(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t
-le_get(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 void
 starmap_container_key(uint32_t container, uint8_t key[4])
 {
@@ -64,15 +48,15 @@ starmap_entry_encode(const struct starmap_entry *e, uint8_t *buf, size_t cap,
         return ORBIT_EINVAL;
     buf[0] = ENTRY_VERSION;
     buf[1] = (uint8_t)e->nlocs;
-    le_put(buf + 2, 0, 6);
-    le_put(buf + 8, e->refs, 8);
+    starmap_le_put(buf + 2, 0, 6);
+    starmap_le_put(buf + 8, e->refs, 8);
     for (size_t i = 0; i < e->nlocs; i++) {
         const struct starmap_loc *l = &e->locs[i];
         buf[n++] = (uint8_t)l->kind;
         if (l->kind == STARMAP_LOC_PACK) {
-            le_put(buf + n, l->container, 4);
-            le_put(buf + n + 4, l->offset, 8);
-            le_put(buf + n + 12, l->length, 4);
+            starmap_le_put(buf + n, l->container, 4);
+            starmap_le_put(buf + n + 4, l->offset, 8);
+            starmap_le_put(buf + n + 12, l->length, 4);
             n += 16;
             continue;
         }
@@ -80,9 +64,9 @@ starmap_entry_encode(const struct starmap_entry *e, uint8_t *buf, size_t cap,
         if (l->kind != STARMAP_LOC_FILE || plen == 0 ||
             plen >= STARMAP_PATH_MAX)
             return ORBIT_EINVAL;
-        le_put(buf + n, l->offset, 8);
-        le_put(buf + n + 8, l->length, 4);
-        le_put(buf + n + 12, plen, 2);
+        starmap_le_put(buf + n, l->offset, 8);
+        starmap_le_put(buf + n + 8, l->length, 4);
+        starmap_le_put(buf + n + 12, plen, 2);
         memcpy(buf + n + 14, l->path, plen);
         n += 14 + plen;
     }
@@ -99,9 +83,9 @@ decode_loc(const uint8_t *p, size_t len, size_t *n, struct starmap_loc *l)
     if (l->kind == STARMAP_LOC_PACK) {
         if (*n + 16 > len)
             return ORBIT_ECORRUPT;
-        l->container = (uint32_t)le_get(p + *n, 4);
-        l->offset = le_get(p + *n + 4, 8);
-        l->length = (uint32_t)le_get(p + *n + 12, 4);
+        l->container = (uint32_t)starmap_le_get(p + *n, 4);
+        l->offset = starmap_le_get(p + *n + 4, 8);
+        l->length = (uint32_t)starmap_le_get(p + *n + 12, 4);
         l->path[0] = '\0';
         *n += 16;
         return 0;
@@ -109,9 +93,9 @@ decode_loc(const uint8_t *p, size_t len, size_t *n, struct starmap_loc *l)
     if (l->kind != STARMAP_LOC_FILE || *n + 14 > len)
         return ORBIT_ECORRUPT;
     l->container = 0;
-    l->offset = le_get(p + *n, 8);
-    l->length = (uint32_t)le_get(p + *n + 8, 4);
-    size_t plen = (size_t)le_get(p + *n + 12, 2);
+    l->offset = starmap_le_get(p + *n, 8);
+    l->length = (uint32_t)starmap_le_get(p + *n + 8, 4);
+    size_t plen = (size_t)starmap_le_get(p + *n + 12, 2);
     *n += 14;
     if (plen == 0 || plen >= STARMAP_PATH_MAX || *n + plen > len ||
         memchr(p + *n, '\0', plen))
@@ -129,7 +113,7 @@ starmap_entry_decode(const void *buf, size_t len, struct starmap_entry *e)
     if (len < 16 || p[0] != ENTRY_VERSION || p[1] > STARMAP_MAX_LOCS)
         return ORBIT_ECORRUPT;
     e->nlocs = p[1];
-    e->refs = le_get(p + 8, 8);
+    e->refs = starmap_le_get(p + 8, 8);
     size_t n = 16;
     for (size_t i = 0; i < e->nlocs; i++) {
         int rc = decode_loc(p, len, &n, &e->locs[i]);
@@ -259,6 +243,8 @@ open_dbs(struct starmap *sm)
         mrc = mdb_dbi_open(txn, "packs", MDB_CREATE, &sm->packs);
     if (mrc == 0)
         mrc = mdb_dbi_open(txn, "gc", MDB_CREATE, &sm->gc);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, "files", MDB_CREATE, &sm->files);
     if (mrc == 0) {
         mrc = mdb_txn_commit(txn);
         txn = NULL;
@@ -306,7 +292,7 @@ open_env(struct starmap *sm, const char *dir)
     }
     int mrc = mdb_env_create(&sm->env);
     if (mrc == 0)
-        mrc = mdb_env_set_maxdbs(sm->env, 4);
+        mrc = mdb_env_set_maxdbs(sm->env, STARMAP_MAXDBS);
     if (mrc == 0)
         mrc = mdb_env_set_mapsize(sm->env, (size_t)sm->mapsize);
     /* No MDB_NOSYNC / MDB_NOMETASYNC: a returned commit is durable, which
@@ -453,8 +439,8 @@ starmap_container_live(struct starmap *sm, uint32_t container,
     int mrc = mdb_get(txn, sm->packs, &k, &v);
     *records = *bytes = 0;
     if (mrc == 0 && v.mv_size == 16) {
-        *records = le_get(v.mv_data, 8);
-        *bytes = le_get((const uint8_t *)v.mv_data + 8, 8);
+        *records = starmap_le_get(v.mv_data, 8);
+        *bytes = starmap_le_get((const uint8_t *)v.mv_data + 8, 8);
     } else if (mrc == 0) {
         mrc = MDB_CORRUPTED;
     }
@@ -465,19 +451,25 @@ starmap_container_live(struct starmap *sm, uint32_t container,
 }
 
 int
-starmap_count(struct starmap *sm, uint64_t *chunks)
+starmap_dbi_count(struct starmap *sm, MDB_dbi dbi, uint64_t *n)
 {
     MDB_txn *txn = NULL;
     MDB_stat st;
-    if (!sm || !chunks)
+    if (!sm || !n)
         return ORBIT_EINVAL;
     int rc = starmap_read_begin(sm, &txn);
     if (rc != 0)
         return rc;
-    rc = starmap_mdb_err(sm, mdb_stat(txn, sm->chunks, &st), "stat");
-    *chunks = rc == 0 ? (uint64_t)st.ms_entries : 0;
+    rc = starmap_mdb_err(sm, mdb_stat(txn, dbi, &st), "stat");
+    *n = rc == 0 ? (uint64_t)st.ms_entries : 0;
     starmap_read_end(sm, txn);
     return rc;
+}
+
+int
+starmap_count(struct starmap *sm, uint64_t *chunks)
+{
+    return sm ? starmap_dbi_count(sm, sm->chunks, chunks) : ORBIT_EINVAL;
 }
 
 size_t

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum op_kind { OP_ADD, OP_DROP, OP_REF, OP_FORGET };
+enum op_kind { OP_ADD, OP_DROP, OP_REF, OP_FORGET, OP_FILE_PUT, OP_FILE_DROP };
 
 struct batch_op {
     enum op_kind kind;
@@ -17,7 +17,9 @@ struct batch_op {
     uint32_t container;
     uint64_t offset;
     uint32_t length;
-    char *path; /* FILE locations */
+    char *path;   /* FILE locations */
+    uint8_t *fkv; /* file records: key, then (OP_FILE_PUT) the value */
+    size_t fklen;
 };
 
 struct starmap_batch {
@@ -83,8 +85,10 @@ starmap_batch_clear(struct starmap_batch *b)
 {
     if (!b)
         return;
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
         free(b->ops[i].path);
+        free(b->ops[i].fkv);
+    }
     b->n = 0;
 }
 
@@ -104,12 +108,10 @@ starmap_batch_len(const struct starmap_batch *b)
     return b ? b->n : 0;
 }
 
+/* The next op slot (not yet counted: the caller bumps b->n when done). */
 static int
-push(struct starmap_batch *b, enum op_kind kind, const struct chunk_id *id,
-     struct batch_op **out)
+push_op(struct starmap_batch *b, enum op_kind kind, struct batch_op **out)
 {
-    if (!b || !id)
-        return ORBIT_EINVAL;
     if (b->n == STARMAP_BATCH_MAX_OPS)
         return ORBIT_EFULL;
     struct batch_op *ops = starmap_grow(b->ops, &b->cap, b->n + 1, sizeof *ops);
@@ -119,9 +121,59 @@ push(struct starmap_batch *b, enum op_kind kind, const struct chunk_id *id,
     struct batch_op *op = &b->ops[b->n];
     memset(op, 0, sizeof *op);
     op->kind = kind;
-    op->id = *id;
     *out = op;
     return 0;
+}
+
+static int
+push(struct starmap_batch *b, enum op_kind kind, const struct chunk_id *id,
+     struct batch_op **out)
+{
+    if (!b || !id)
+        return ORBIT_EINVAL;
+    int rc = push_op(b, kind, out);
+    if (rc == 0)
+        (*out)->id = *id;
+    return rc;
+}
+
+/* A file record op: the key of path, then r encoded (puts only). */
+static int
+push_file(struct starmap_batch *b, enum op_kind kind, const char *path,
+          const struct starmap_file_rec *r)
+{
+    uint8_t key[STARMAP_FILE_KEY_MAX];
+    size_t klen = 0;
+    if (!b)
+        return ORBIT_EINVAL;
+    int rc = starmap_file_key(path, key, &klen);
+    struct batch_op *op = NULL;
+    if (rc == 0)
+        rc = push_op(b, kind, &op);
+    if (rc != 0)
+        return rc;
+    op->fkv = starmap_malloc(klen + (r ? STARMAP_FILE_REC_LEN : 0));
+    if (!op->fkv)
+        return ORBIT_ENOMEM;
+    memcpy(op->fkv, key, klen);
+    op->fklen = klen;
+    if (r)
+        starmap_file_rec_encode(r, op->fkv + klen);
+    b->n++;
+    return 0;
+}
+
+int
+starmap_batch_file_put(struct starmap_batch *b, const char *path,
+                       const struct starmap_file_rec *r)
+{
+    return r ? push_file(b, OP_FILE_PUT, path, r) : ORBIT_EINVAL;
+}
+
+int
+starmap_batch_file_drop(struct starmap_batch *b, const char *path)
+{
+    return push_file(b, OP_FILE_DROP, path, NULL);
 }
 
 static int
@@ -364,6 +416,18 @@ apply_ref(struct apply_ctx *a, const struct batch_op *op,
     return put_entry(a, &op->id, e);
 }
 
+static int
+apply_file(struct apply_ctx *a, const struct batch_op *op)
+{
+    MDB_val k = {op->fklen, op->fkv};
+    if (op->kind == OP_FILE_DROP) {
+        int mrc = mdb_del(a->txn, a->sm->files, &k, NULL);
+        return mrc == MDB_NOTFOUND ? 0 : mrc;
+    }
+    MDB_val v = {STARMAP_FILE_REC_LEN, op->fkv + op->fklen};
+    return mdb_put(a->txn, a->sm->files, &k, &v, 0);
+}
+
 /* After all ops: the reclaim list follows the final live counts. */
 static int
 update_gc_list(struct apply_ctx *a)
@@ -399,6 +463,10 @@ apply_all(struct apply_ctx *a, const struct starmap_batch *b, size_t *failed)
             break;
         case OP_FORGET:
             rc = apply_forget(a, op, e);
+            break;
+        case OP_FILE_PUT:
+        case OP_FILE_DROP:
+            rc = apply_file(a, op);
             break;
         }
         *failed = i;
@@ -481,6 +549,9 @@ starmap_batch_commit(struct starmap *sm, const struct starmap_batch *b,
     if (rc == 0) {
         starmap_hook(sm, "batch-committed");
         rc = publish(&a);
+    } else if (failed < b->n && rc > MDB_KEYEXIST && b->ops[failed].fkv) {
+        starmap_set_err(sm, "starmap: batch operation %zu (file record): %s",
+                        failed, orbit_strerror(rc));
     } else if (failed < b->n && rc > MDB_KEYEXIST) {
         char hex[CHUNK_ID_HEX_LEN + 1];
         chunk_id_to_hex(&b->ops[failed].id, hex);

@@ -149,6 +149,17 @@ check_gc(struct check_ctx *c, const MDB_val *k, const MDB_val *v)
     return 0;
 }
 
+static int
+check_file(struct check_ctx *c, const MDB_val *k, const MDB_val *v)
+{
+    struct starmap_file_rec r;
+    if (starmap_file_key_valid(k->mv_data, k->mv_size) &&
+        starmap_file_rec_decode(v->mv_data, v->mv_size, &r) == 0)
+        return 0;
+    starmap_set_err(c->sm, "starmap check: malformed file record");
+    return ORBIT_ECORRUPT;
+}
+
 int
 starmap_check(struct starmap *sm, struct pak_pool *pool)
 {
@@ -171,6 +182,8 @@ starmap_check(struct starmap *sm, struct pak_pool *pool)
         }
     if (rc == 0)
         rc = each(&c, sm->gc, check_gc);
+    if (rc == 0)
+        rc = each(&c, sm->files, check_file);
     starmap_read_end(sm, c.txn);
     free(c.t);
     free(c.buf);

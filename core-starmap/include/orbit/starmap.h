@@ -130,6 +130,46 @@ int starmap_container_live(struct starmap *sm, uint32_t container,
 int starmap_count(struct starmap *sm, uint64_t *chunks);
 
 /*
+ * File records: what the star last committed at a path (its digest, size,
+ * mtime, ctime, inode and device, as fstat saw them right after the
+ * commit), in the "files" database of the same environment. They let a
+ * later commit of the same bytes trust the file at the path without reading
+ * it, as long as its fstat still matches exactly. A record is a cache: a
+ * stale or missing one only costs a read.
+ *
+ * Key: 'P' then the path bytes for paths up to STARMAP_FILE_KEY_RAW_MAX
+ * bytes (LMDB keys are at most 511 bytes), else 'H' then the SHA-256 of the
+ * path. Value (88 bytes, little-endian): version u8 (1), 7 zero bytes,
+ * digest[32], size u64, mtime sec i64, mtime nsec u32, ctime sec i64, ctime
+ * nsec u32, st_ino u64, st_dev u64.
+ */
+#define STARMAP_FILE_PATH_MAX    4096 /* bytes, excluding the NUL */
+#define STARMAP_FILE_KEY_RAW_MAX 480  /* longer paths are keyed by a hash */
+
+struct starmap_file_rec {
+    uint8_t digest[32]; /* SHA-256 of the whole file */
+    uint64_t size;
+    int64_t mtime_sec;
+    uint32_t mtime_nsec;
+    int64_t ctime_sec;
+    uint32_t ctime_nsec;
+    uint64_t ino;
+    uint64_t dev;
+};
+
+/* Set (insert or overwrite) the record of path; applied by the commit. */
+int starmap_batch_file_put(struct starmap_batch *b, const char *path,
+                           const struct starmap_file_rec *r);
+/* Remove the record of path (a missing one is ignored). */
+int starmap_batch_file_drop(struct starmap_batch *b, const char *path);
+/* The record of path: 0, ORBIT_ENOENT (none), ORBIT_ECORRUPT (a malformed
+ * stored value; starmap_errmsg() says which), ORBIT_EINVAL, ORBIT_ETOOBIG. */
+int starmap_file_get(struct starmap *sm, const char *path,
+                     struct starmap_file_rec *out);
+/* Records in the index. */
+int starmap_file_count(struct starmap *sm, uint64_t *records);
+
+/*
  * Delete the containers whose last reference was dropped by a durable
  * commit; *removed (may be NULL) counts them. The active container is kept
  * until it is not active any more. Call it when no pool append is waiting
@@ -161,8 +201,9 @@ int starmap_index_container(struct starmap *sm, struct pak_pool *pool,
                             uint32_t container, uint64_t *added);
 
 /*
- * Invariant checker: every value decodes, container live counts equal the
- * pack locations that name them, and reclaimable containers have none;
+ * Invariant checker: every value decodes (file records included), container
+ * live counts equal the pack locations that name them, and reclaimable
+ * containers have none;
  * with pool, every pack location also reads back verified. 0 or
  * ORBIT_ECORRUPT (details in starmap_errmsg()).
  */
