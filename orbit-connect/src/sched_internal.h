@@ -112,6 +112,17 @@ struct sched_readers {
 
 #define SCHED_COMMITQ 256
 
+/*
+ * Files under SCHED_SMALL_FILE bytes are cut with an average of an eighth
+ * of the job's (8 KiB by default, from 2 to 32 KiB): most files of a source
+ * tree are a few KiB, and with 64 KiB chunks a one-line edit re-sends the
+ * whole file. The class is chosen by the size when the file is opened, so a
+ * file that crosses the limit between two versions shares no chunks.
+ */
+#define SCHED_SMALL_FILE ((uint64_t)1 << 20)
+struct chunker_params;
+void sched_small_params(size_t avg, struct chunker_params *out);
+
 struct backpressure_guard;
 struct breaker;
 struct chunk_codec;

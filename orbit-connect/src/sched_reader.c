@@ -25,7 +25,9 @@
 
 struct reader_ctx {
     struct sched_readers *r;
-    struct chunker *ch;
+    struct chunker *ch;       /* chunks of the file being read */
+    struct chunker *ch_large; /* files of SCHED_SMALL_FILE bytes or more */
+    struct chunker *ch_small; /* smaller files: finer chunks */
     struct chunk_id_ctx *idc;
     struct chunk_id_stream *digest;
     uint8_t *buf;
@@ -209,6 +211,8 @@ read_file(struct reader_ctx *c, struct sched_file *f, struct sched_rmsg *end)
         snprintf(end->msg, sizeof end->msg, "no longer a regular file");
         goto out;
     }
+    c->ch =
+        (uint64_t)before.st_size < SCHED_SMALL_FILE ? c->ch_small : c->ch_large;
     chunker_reset(c->ch);
     rc = chunk_id_stream_reset(c->digest);
     uint64_t total = 0;
@@ -259,6 +263,15 @@ next_work(struct sched_readers *r)
     return f;
 }
 
+void
+sched_small_params(size_t avg, struct chunker_params *out)
+{
+    size_t a = avg / 8 < CHUNKER_AVG_MIN ? CHUNKER_AVG_MIN : avg / 8;
+    out->avg_size = a;
+    out->min_size = a / 4 < CHUNKER_MIN_LIMIT ? CHUNKER_MIN_LIMIT : a / 4;
+    out->max_size = a * 4;
+}
+
 static int
 reader_ctx_init(struct reader_ctx *c, struct sched_readers *r)
 {
@@ -267,13 +280,18 @@ reader_ctx_init(struct reader_ctx *c, struct sched_readers *r)
         .avg_size = r->chunk_avg,
         .max_size = r->chunk_max,
     };
+    struct chunker_params small;
+    sched_small_params(r->chunk_avg, &small);
     memset(c, 0, sizeof *c);
     c->r = r;
     c->cap = r->chunk_max + READ_BLOCK;
     c->buf = malloc(c->cap);
     int rc = c->buf ? 0 : ORBIT_ENOMEM;
     if (rc == 0)
-        rc = chunker_new(&p, &c->ch);
+        rc = chunker_new(&p, &c->ch_large);
+    if (rc == 0)
+        rc = chunker_new(&small, &c->ch_small);
+    c->ch = c->ch_large;
     if (rc == 0)
         rc = chunk_id_ctx_new(&c->idc);
     if (rc == 0)
@@ -284,7 +302,8 @@ reader_ctx_init(struct reader_ctx *c, struct sched_readers *r)
 static void
 reader_ctx_release(struct reader_ctx *c)
 {
-    chunker_free(c->ch);
+    chunker_free(c->ch_large);
+    chunker_free(c->ch_small);
     chunk_id_ctx_free(c->idc);
     chunk_id_stream_free(c->digest);
     free(c->buf);

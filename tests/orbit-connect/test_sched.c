@@ -242,6 +242,35 @@ Test(sched, sync_skips_unchanged_and_sends_only_new_chunks)
     cr_assert_gt(r.st.bytes_dedup, (3u << 20) / 2);
 }
 
+/*
+ * A file under 1 MiB is cut with an eighth of the job's average chunk size
+ * (8 KiB by default): an edit in a 256 KiB file re-sends one or two small
+ * chunks, not a 64 KiB one.
+ */
+Test(sched, small_files_get_finer_chunks)
+{
+    mkd("src");
+    write_bytes("src/mid.bin", 256u << 10, 7);
+    const char *dst[] = {"d"};
+    struct run_result r;
+    run_job(dst, 1, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_geq(r.st.chunks_sent, 16, "a 256 KiB file in %llu chunks",
+                  (unsigned long long)r.st.chunks_sent);
+    char p[512];
+    path_of(p, sizeof p, "src/mid.bin");
+    int fd = open(p, O_WRONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pwrite(fd, "sixteen bytes!!!", 16, 100000), 16);
+    close(fd);
+    run_job(dst, 1, true, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert(same_file("src/mid.bin", "d/mid.bin"));
+    cr_assert_gt(r.st.chunks_sent, 0);
+    cr_assert_lt(r.st.bytes_raw_sent, 40u << 10, "sent %llu",
+                 (unsigned long long)r.st.bytes_raw_sent);
+}
+
 Test(sched, sync_delete_removes_extraneous_entries)
 {
     make_tree();
