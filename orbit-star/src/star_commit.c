@@ -291,17 +291,56 @@ assemble_whole(struct star *s, struct star_commit_item *it,
     return rc == 0 ? check_file(it, p) : rc;
 }
 
-/* One frame of a regular file; leaves it->fd open when ready to rename. */
 /*
  * A sync of a file whose bytes did not change (only its mtime or mode did,
  * as when a tree is touched or unpacked again): when the file at the path
- * is a regular file of the manifest's size whose bytes hash to the
- * manifest's digest, set its mode and times in place instead of writing the
- * same bytes again. Verified by reading, so a file changed behind the
- * star's back is never mistaken for the source's.
+ * is a regular file of the manifest's size whose bytes are the manifest's,
+ * set its mode and times in place instead of writing the same bytes again.
+ *
+ * The bytes are the manifest's when the file's record (written right after
+ * the star last committed it) has the manifest's digest and the file's
+ * fstat still matches it exactly: inode, device, size, mtime and ctime. Any
+ * change to the file since (even one that restores its mtime) moves its
+ * ctime, which no one can set back. Without such a record the file is read
+ * and hashed. Either way a file changed behind the star's back is never
+ * mistaken for the source's.
  */
 static int copy_hashed(struct star *s, int src, int dst, uint64_t size,
                        uint8_t d[32]);
+
+static bool
+same_time(int64_t sec, uint32_t nsec, const struct timespec *ts)
+{
+    return sec == (int64_t)ts->tv_sec && nsec == (uint32_t)ts->tv_nsec;
+}
+
+static bool
+record_vouches(struct star *s, const struct wire_commit *c,
+               const struct stat *st)
+{
+    struct starmap_file_rec r;
+    if (star_store_file_get(s->store, c->path, &r) != 0)
+        return false;
+    return r.ino == (uint64_t)st->st_ino && r.dev == (uint64_t)st->st_dev &&
+           r.size == (uint64_t)st->st_size &&
+           same_time(r.mtime_sec, r.mtime_nsec, &st->st_mtim) &&
+           same_time(r.ctime_sec, r.ctime_nsec, &st->st_ctim) &&
+           memcmp(r.digest, c->digest, sizeof r.digest) == 0;
+}
+
+/* Whether fd (a file of the manifest's size) holds the manifest's bytes. */
+static bool
+same_bytes(struct star *s, struct star_commit_item *it, int fd,
+           const struct stat *st)
+{
+    const struct wire_commit *c = &it->c;
+    it->trusted = record_vouches(s, c, st);
+    if (it->trusted)
+        return true;
+    uint8_t d[32];
+    return copy_hashed(s, fd, -1, c->size, d) == 0 &&
+           memcmp(d, c->digest, sizeof d) == 0;
+}
 
 static bool
 commit_in_place(struct star *s, struct star_commit_item *it)
@@ -313,13 +352,11 @@ commit_in_place(struct star *s, struct star_commit_item *it)
         wire_path_open_beneath(s->rootfd, c->path,
                                O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, &fd) != 0)
         return false;
-    uint8_t d[32];
     bool same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                (uint64_t)st.st_size == c->size &&
-                copy_hashed(s, fd, -1, c->size, d) == 0 &&
-                memcmp(d, c->digest, sizeof d) == 0;
+                (uint64_t)st.st_size == c->size && same_bytes(s, it, fd, &st);
     if (!same || fchmod(fd, (mode_t)(c->mode & 07777)) != 0 ||
         set_times(fd, c) != 0) {
+        it->trusted = false;
         close(fd);
         return false;
     }
@@ -570,6 +607,7 @@ rename_into_place(struct star *s, struct star_commit_item *it, int *pfd_out)
         return 0;
     }
     if (errno == EXDEV) {
+        it->crossed = true;
         rc = copy_across(s, it, *pfd_out, base, name);
         if (rc == 0) {
             unlinkat(sdir, name, 0);
@@ -620,10 +658,11 @@ sync_files(struct star *s, struct star_commit_item *items, size_t n)
             if (rc < 0)
                 fail(it, rc, WIRE_NO_ITEM, "fsync");
         }
-        if (it->fd >= 0)
-            close(it->fd);
         it->ready = it->fd >= 0 && it->rc == 0;
-        it->fd = -1;
+        if (!it->ready && it->fd >= 0) {
+            close(it->fd);
+            it->fd = -1;
+        }
     }
 }
 
@@ -656,6 +695,73 @@ sync_dirs(struct star *s, struct star_commit_item *items,
     }
 }
 
+/*
+ * Done with a synced file: when it now sits at its path (renamed there, or
+ * committed in place), keep its fstat for its record. Taken from the fd
+ * after the rename, which also moves the ctime. Closes it->fd.
+ */
+static void
+finish_file(struct star_commit_item *it)
+{
+    struct stat st;
+    if (it->fd < 0)
+        return;
+    if (it->rc == 0 && !it->crossed && (it->in_place || it->renamed) &&
+        fstat(it->fd, &st) == 0) {
+        struct starmap_file_rec *r = &it->rec;
+        memcpy(r->digest, it->c.digest, sizeof r->digest);
+        r->size = (uint64_t)st.st_size;
+        r->mtime_sec = st.st_mtim.tv_sec;
+        r->mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
+        r->ctime_sec = st.st_ctim.tv_sec;
+        r->ctime_nsec = (uint32_t)st.st_ctim.tv_nsec;
+        r->ino = (uint64_t)st.st_ino;
+        r->dev = (uint64_t)st.st_dev;
+        it->has_rec = true;
+    }
+    close(it->fd);
+    it->fd = -1;
+}
+
+/* Queue the record changes of a committed item; 0 or the first error. */
+static int
+record_one(struct star *s, const struct star_commit_item *it)
+{
+    if (it->rc == 0 && it->has_rec)
+        return star_store_file_put(s->store, it->c.path, &it->rec);
+    bool replaced =
+        it->renamed || it->in_place ||
+        (it->rc == 0 && it->complete && it->c.ftype != WIRE_FT_REGULAR);
+    return replaced ? star_store_file_drop(s->store, it->c.path) : 0;
+}
+
+/*
+ * Write the records of the group's files in one transaction (and drop those
+ * of paths replaced otherwise). The commits stand either way: a missing
+ * record only means the next in-place commit reads the file.
+ */
+static void
+record_files(struct star *s, struct star_commit_item *items, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = record_one(s, &items[i]);
+        if (rc == 0)
+            rc = r;
+    }
+    int cr = star_store_files_commit(s->store);
+    if (rc == 0)
+        rc = cr;
+    if (rc < 0 && !s->records_failing)
+        star_log(s,
+                 "file records not written (%s: %s); commits go on, "
+                 "in-place commits read their files",
+                 orbit_strerror(rc), star_store_errmsg(s->store));
+    else if (rc == 0 && s->records_failing)
+        star_log(s, "file records written again");
+    s->records_failing = rc < 0;
+}
+
 static void
 rename_all(struct star *s, struct star_commit_item *items,
            struct parent_dir *dirs, size_t n)
@@ -666,6 +772,7 @@ rename_all(struct star *s, struct star_commit_item *items,
         d->rc = 0;
         if (items[i].ready && !items[i].in_place)
             rename_into_place(s, &items[i], &d->fd);
+        finish_file(&items[i]);
         if (d->fd < 0)
             continue;
         struct stat st;
@@ -694,4 +801,5 @@ star_commit_group(struct star *s, struct star_commit_item *items, size_t n)
         if (dirs[i].fd >= 0)
             close(dirs[i].fd);
     move_refs(s, items, n);
+    record_files(s, items, n);
 }

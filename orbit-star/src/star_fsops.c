@@ -368,6 +368,10 @@ star_handle_delete(struct star_conn *c, const struct wire_msg *m)
                                            : "");
         return;
     }
+    /* Its record goes with the next commit group (a stale one could never
+     * vouch for a new file: that has another ctime). */
+    if (existed)
+        star_store_file_drop(s->store, q->path);
     struct wire_msg r;
     memset(&r, 0, sizeof r);
     r.type = WIRE_DELETE_OK;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "orbit/star.h"
+#include "orbit/starmap.h"
 #include "orbit/wire.h"
 #include "orbit/wire_auth.h"
 #include "star_store.h"
@@ -67,6 +68,10 @@ struct star_commit_item {
     bool ready;    /* assembled and fsynced: to rename */
     bool renamed;
     bool in_place; /* same bytes already there: only mode and times set */
+    bool trusted;  /* in place without reading: its record vouched for it */
+    bool crossed;  /* copied across filesystems: the fd is not the target */
+    bool has_rec;  /* rec: the committed file's fstat, to record */
+    struct starmap_file_rec rec;
 };
 
 struct star_partial; /* a multi-frame COMMIT in progress */
@@ -110,6 +115,7 @@ struct star {
     uint64_t commit_bytes;   /* manifest copies held by the group */
     struct parent_dir *dirs; /* commit_group_max: directories to fsync */
     struct star_partial *partials;
+    bool records_failing; /* file records not written: logged once */
 
     uint8_t *scratch;      /* WIRE_MAX_CHUNK: decompressed chunk */
     uint8_t *scratch2;     /* WIRE_MAX_CHUNK: chunk reads */

@@ -358,6 +358,10 @@ reply_commit(struct star *s, struct star_commit_item *it)
         star_send(it->conn, &r);
         if (it->complete)
             s->stats.files_committed++;
+        if (it->complete && it->in_place)
+            s->stats.commits_in_place++;
+        if (it->complete && it->trusted)
+            s->stats.commits_trusted++;
         star_count_ok(s, 1);
     } else {
         /* A missing chunk is fixed by sending it: a retry of the file (HAVE,

@@ -853,6 +853,12 @@ check_drained(struct star *s)
         return;
     if (s->drain_timer)
         evtimer_del(s->drain_timer);
+    star_log(s,
+             "%llu file(s) committed, %llu in place (%llu trusted "
+             "without reading)",
+             (unsigned long long)s->stats.files_committed,
+             (unsigned long long)s->stats.commits_in_place,
+             (unsigned long long)s->stats.commits_trusted);
     set_state(s, STAR_SHUTDOWN);
 }
 

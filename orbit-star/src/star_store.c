@@ -20,6 +20,8 @@
 #include "star_alloc.h"
 
 #define STAGE_CACHE 64
+/* Queued file-record ops committed at once from this many on. */
+#define FILES_PENDING_MAX 4096
 
 _Static_assert(sizeof(struct chunk_id) == WIRE_ID_LEN, "packed chunk ids");
 
@@ -38,6 +40,7 @@ struct star_store {
     struct starmap *sm;
     struct pak_pool *pool;
     struct starmap_batch *batch;
+    struct starmap_batch *files; /* queued file-record ops */
     bool pool_dirty;
     bool staging_dir_dirty;
     uint64_t tick;
@@ -103,6 +106,8 @@ open_starmap(struct star_store *st, const char *root, uint64_t pack_max)
     rc = starmap_open(path, NULL, &st->sm);
     if (rc == 0)
         rc = starmap_batch_new(&st->batch);
+    if (rc == 0)
+        rc = starmap_batch_new(&st->files);
     return rc;
 }
 
@@ -142,6 +147,9 @@ star_store_close(struct star_store *st)
     for (size_t i = 0; i < STAGE_CACHE; i++)
         if (st->stage[i].fd >= 0)
             close(st->stage[i].fd);
+    if (st->sm && st->files)
+        star_store_files_commit(st);
+    starmap_batch_free(st->files);
     starmap_batch_free(st->batch);
     starmap_close(st->sm);
     if (st->pool)
@@ -256,6 +264,47 @@ star_store_index(struct star_store *st, const uint8_t *const *ids,
     starmap_batch_clear(st->batch);
     free(sl);
     return rc;
+}
+
+/* ---- file records ---- */
+
+int
+star_store_file_get(struct star_store *st, const char *path,
+                    struct starmap_file_rec *out)
+{
+    return starmap_file_get(st->sm, path, out);
+}
+
+int
+star_store_file_put(struct star_store *st, const char *path,
+                    const struct starmap_file_rec *r)
+{
+    return starmap_batch_file_put(st->files, path, r);
+}
+
+int
+star_store_file_drop(struct star_store *st, const char *path)
+{
+    int rc = starmap_batch_file_drop(st->files, path);
+    if (rc == 0 && starmap_batch_len(st->files) >= FILES_PENDING_MAX)
+        rc = star_store_files_commit(st);
+    return rc;
+}
+
+int
+star_store_files_commit(struct star_store *st)
+{
+    if (starmap_batch_len(st->files) == 0)
+        return 0;
+    int rc = starmap_batch_commit(st->sm, st->files, NULL);
+    starmap_batch_clear(st->files);
+    return rc;
+}
+
+const char *
+star_store_errmsg(const struct star_store *st)
+{
+    return starmap_errmsg(st->sm);
 }
 
 /* ---- staging files ---- */

@@ -103,6 +103,25 @@ int star_store_index(struct star_store *st, const uint8_t *const *ids,
 int star_store_moved(struct star_store *st, const char *path,
                      const struct wire_commit *c, size_t *removed);
 
+/*
+ * File records (core-starmap's "files" database): what was last committed
+ * at a path, with the fstat of the file right after. get: 0, ORBIT_ENOENT,
+ * or another error (treat as none). put and drop queue an op (in order) for
+ * star_store_files_commit(), which applies every queued op in one
+ * transaction and forgets them whatever the outcome (a record is a cache:
+ * a lost op leaves a missing or stale record, which only costs a read).
+ * Drops past a few thousand queued ops commit on their own.
+ */
+struct starmap_file_rec;
+int star_store_file_get(struct star_store *st, const char *path,
+                        struct starmap_file_rec *out);
+int star_store_file_put(struct star_store *st, const char *path,
+                        const struct starmap_file_rec *r);
+int star_store_file_drop(struct star_store *st, const char *path);
+int star_store_files_commit(struct star_store *st);
+/* The index's message for its latest failure. */
+const char *star_store_errmsg(const struct star_store *st);
+
 /* Invariant checker: the fd cache is consistent and core-starmap's check
  * passes (every container location reads back verified). 0 or
  * ORBIT_ECORRUPT. */

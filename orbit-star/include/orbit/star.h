@@ -88,6 +88,10 @@ struct star_stats {
     uint64_t bytes_received;  /* raw chunk bytes stored */
     uint64_t chunks_received; /* chunks newly stored */
     uint64_t files_committed;
+    uint64_t commits_in_place; /* same bytes already there: only mode and
+                                  times set (files_committed counts them) */
+    uint64_t commits_trusted;  /* of those, vouched for by the file's record
+                                  (its fstat unchanged): not read at all */
     uint64_t errors_total;
     uint64_t errors_io;
     uint64_t errors_proto;
