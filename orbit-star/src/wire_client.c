@@ -71,6 +71,7 @@ struct wire_client {
     bool goodbye_ok;
     int busy;
     bool dying;
+    uint64_t bytes_out, bytes_in; /* whole frames encoded / decoded */
 };
 
 static uint64_t
@@ -177,6 +178,13 @@ wire_client_pending_bytes(const struct wire_client *c)
     return n;
 }
 
+void
+wire_client_traffic(const struct wire_client *c, uint64_t *out, uint64_t *in)
+{
+    *out = c ? c->bytes_out : 0;
+    *in = c ? c->bytes_in : 0;
+}
+
 size_t
 wire_client_pending_requests(const struct wire_client *c)
 {
@@ -191,7 +199,8 @@ wire_client_ready(const struct wire_client *c)
 
 /* Encode m straight into contiguous space at the end of out. */
 static int
-encode_to(struct evbuffer *out, const struct wire_msg *m, size_t len)
+encode_to(struct wire_client *c, struct evbuffer *out, const struct wire_msg *m,
+          size_t len)
 {
     struct evbuffer_iovec v;
     size_t written = 0;
@@ -199,6 +208,7 @@ encode_to(struct evbuffer *out, const struct wire_msg *m, size_t len)
         return ORBIT_ENOMEM;
     int rc = wire_encode(m, v.iov_base, v.iov_len, &written);
     v.iov_len = rc == 0 ? written : 0;
+    c->bytes_out += v.iov_len;
     evbuffer_commit_space(out, &v, 1);
     return rc;
 }
@@ -209,7 +219,7 @@ send_now(struct wire_client *c, const struct wire_msg *m)
     size_t len = 0;
     int rc = wire_encoded_len(m, &len);
     if (rc == 0)
-        rc = encode_to(bufferevent_get_output(c->bev), m, len);
+        rc = encode_to(c, bufferevent_get_output(c->bev), m, len);
     return rc;
 }
 
@@ -255,9 +265,9 @@ wire_client_send(struct wire_client *c, const struct wire_msg *m,
         return ORBIT_EFULL;
     struct wire_msg copy = *m;
     copy.request_id = free_id(c);
-    rc = encode_to(c->state == CS_READY ? bufferevent_get_output(c->bev)
-                                        : c->held,
-                   &copy, len);
+    rc = encode_to(
+        c, c->state == CS_READY ? bufferevent_get_output(c->bev) : c->held,
+        &copy, len);
     if (rc < 0)
         return rc;
     struct slot *s = &c->slots[copy.request_id & c->mask];
@@ -380,6 +390,7 @@ on_read(struct bufferevent *bev, void *arg)
         const uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)total);
         struct wire_msg m;
         rc = wire_decode(&hdr, frame + WIRE_HDR_LEN, &m);
+        c->bytes_in += total;
         dispatch(c, rc, &m);
         evbuffer_drain(in, total);
     }

@@ -113,6 +113,11 @@ int wire_client_goodbye(struct wire_client *c, wire_reply_cb cb, void *arg,
 /* Encoded bytes not yet handed to the kernel (held or buffered). */
 size_t wire_client_pending_bytes(const struct wire_client *c);
 
+/* Bytes of whole frames this client encoded (requests, handshake
+ * included) and decoded (replies) since it was created. */
+void wire_client_traffic(const struct wire_client *c, uint64_t *out,
+                         uint64_t *in);
+
 /* Requests sent or held whose callback has not run yet. */
 size_t wire_client_pending_requests(const struct wire_client *c);
 
