@@ -2,8 +2,10 @@
  * COMMIT: assemble a file in its staging file (chunks written there by
  * hinted PUTs are verified in place, others are copied in), verify every
  * chunk and the whole-file digest, set mode and mtime, then for the whole
- * group: fsync each file, rename each into place, fsync each directory
- * once. A reader of ROOT sees the old file or the new one, never a part.
+ * group: fsync each file and committed directory (one syncfs for a large
+ * group), rename each file into place, fsync each parent directory once,
+ * write the files' records. A reader of ROOT sees the old file or the new
+ * one, never a part.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -360,10 +362,7 @@ commit_in_place(struct star *s, struct star_commit_item *it)
         close(fd);
         return false;
     }
-    char name[65];
-    star_store_staging_name(c->path, name);
-    star_store_forget_staging(s->store, c->path);
-    unlinkat(star_store_staging_dir(s->store), name, 0);
+    star_store_staging_remove(s->store, c->path);
     it->fd = fd; /* synced with the group; nothing to rename */
     it->in_place = true;
     it->complete = true;
@@ -389,6 +388,8 @@ assemble_regular(struct star *s, struct star_commit_item *it)
     star_store_forget_staging(s->store, c->path);
     int fd = openat(star_store_staging_dir(s->store), name,
                     O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0)
+        star_store_staging_made(s->store, c->path);
     bool whole = c->chunk_first == 0 && c->n == c->chunk_total;
     int rc = fd < 0  ? fail(it, orbit_err_from_errno(errno), WIRE_NO_ITEM,
                             "staging file")
@@ -434,6 +435,21 @@ open_dir_anyway(struct star *s, const char *path, int *out)
     return rc;
 }
 
+/* Set the directory's mode and times, each only if it differs. */
+static int
+dir_meta(int fd, const struct wire_commit *c)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return orbit_err_from_errno(errno);
+    mode_t mode = (mode_t)(c->mode & 07777);
+    if ((st.st_mode & 07777) != mode && fchmod(fd, mode) != 0)
+        return orbit_err_from_errno(errno);
+    if (same_time(c->mtime_sec, c->mtime_nsec, &st.st_mtim))
+        return 0;
+    return set_times(fd, c);
+}
+
 static void
 commit_dir(struct star *s, struct star_commit_item *it)
 {
@@ -449,17 +465,16 @@ commit_dir(struct star *s, struct star_commit_item *it)
          * mode through /proc, then open it for real. */
         rc = open_dir_anyway(s, c->path, &fd);
     }
-    if (rc == 0 && fchmod(fd, (mode_t)(c->mode & 07777)) != 0)
-        rc = orbit_err_from_errno(errno);
     if (rc == 0)
-        rc = set_times(fd, c);
-    if (rc == 0 && fsync(fd) != 0)
-        rc = orbit_err_from_errno(errno);
-    if (fd >= 0)
-        close(fd);
-    if (rc < 0)
+        rc = dir_meta(fd, c);
+    if (rc < 0) {
+        if (fd >= 0)
+            close(fd);
         fail(it, rc, WIRE_NO_ITEM, "directory");
-    it->complete = rc == 0;
+        return;
+    }
+    it->fd = fd; /* synced with the group (one syncfs, or an fsync) */
+    it->complete = true;
 }
 
 static void
@@ -603,6 +618,7 @@ rename_into_place(struct star *s, struct star_commit_item *it, int *pfd_out)
     star_store_staging_name(c->path, name);
     int sdir = star_store_staging_dir(s->store);
     if (renameat(sdir, name, *pfd_out, base) == 0) {
+        star_store_staging_gone(s->store, c->path);
         it->renamed = true;
         return 0;
     }
@@ -610,7 +626,7 @@ rename_into_place(struct star *s, struct star_commit_item *it, int *pfd_out)
         it->crossed = true;
         rc = copy_across(s, it, *pfd_out, base, name);
         if (rc == 0) {
-            unlinkat(sdir, name, 0);
+            star_store_staging_remove(s->store, c->path);
             it->renamed = true;
         }
         return rc;
@@ -770,7 +786,8 @@ rename_all(struct star *s, struct star_commit_item *items,
         struct parent_dir *d = &dirs[i];
         d->fd = -1;
         d->rc = 0;
-        if (items[i].ready && !items[i].in_place)
+        if (items[i].ready && !items[i].in_place &&
+            items[i].c.ftype == WIRE_FT_REGULAR)
             rename_into_place(s, &items[i], &d->fd);
         finish_file(&items[i]);
         if (d->fd < 0)

@@ -2,6 +2,7 @@
  * The star's chunk store: core-starmap's index and container pool, plus
  * staging files. See star_store.h for the layout and the two-phase writes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -18,6 +19,7 @@
 #include "orbit/wire_path.h"
 #include "star_store.h"
 #include "star_alloc.h"
+#include "star_stageset.h"
 
 #define STAGE_CACHE 64
 /* Queued file-record ops committed at once from this many on. */
@@ -43,6 +45,10 @@ struct star_store {
     struct starmap_batch *files; /* queued file-record ops */
     bool pool_dirty;
     bool staging_dir_dirty;
+    /* The staging files that exist, when known (read at open, kept up to
+     * date by every creation and removal); unknown: assume any may. */
+    struct stage_set staged;
+    bool staged_known;
     uint64_t tick;
     struct stage_fd stage[STAGE_CACHE];
 };
@@ -111,6 +117,8 @@ open_starmap(struct star_store *st, const char *root, uint64_t pack_max)
     return rc;
 }
 
+static void load_staged(struct star_store *st);
+
 int
 star_store_open(int rootfd, const char *root, uint64_t pack_max,
                 struct star_store **out)
@@ -127,6 +135,8 @@ star_store_open(int rootfd, const char *root, uint64_t pack_max,
         rc = lock_root(st);
     if (rc == 0)
         rc = open_subdir(st->orbitfd, "staging", &st->stagingfd);
+    if (rc == 0)
+        load_staged(st);
     if (rc == 0)
         rc = open_starmap(st, root, pack_max);
     if (rc == 0 && fsync(st->orbitfd) != 0)
@@ -150,6 +160,7 @@ star_store_close(struct star_store *st)
     if (st->sm && st->files)
         star_store_files_commit(st);
     starmap_batch_free(st->files);
+    stage_set_free(&st->staged);
     starmap_batch_free(st->batch);
     starmap_close(st->sm);
     if (st->pool)
@@ -309,18 +320,104 @@ star_store_errmsg(const struct star_store *st)
 
 /* ---- staging files ---- */
 
+/* The SHA-256 of path: the staging file's name, in binary. */
+static void
+staging_key(const char *path, uint8_t h[32])
+{
+    if (star_sha256((const uint8_t *)path, strlen(path), h) < 0)
+        memset(h, 0, 32);
+}
+
+static void
+staging_hex(const uint8_t h[32], char name[65])
+{
+    struct chunk_id id;
+    memcpy(id.b, h, CHUNK_ID_LEN);
+    chunk_id_to_hex(&id, name);
+}
+
 void
 star_store_staging_name(const char *path, char name[65])
 {
-    static const char hex[] = "0123456789abcdef";
     uint8_t h[32];
-    if (star_sha256((const uint8_t *)path, strlen(path), h) < 0)
-        memset(h, 0, sizeof h);
-    for (size_t i = 0; i < 32; i++) {
-        name[2 * i] = hex[h[i] >> 4];
-        name[2 * i + 1] = hex[h[i] & 15];
+    staging_key(path, h);
+    staging_hex(h, name);
+}
+
+/* A staging name back to its key; false for any other name. */
+static bool
+staging_unhex(const char *name, uint8_t h[32])
+{
+    struct chunk_id id;
+    if (chunk_id_from_hex(name, strlen(name), &id) != 0)
+        return false;
+    memcpy(h, id.b, CHUNK_ID_LEN);
+    return true;
+}
+
+static void
+staged_add(struct star_store *st, const uint8_t h[32])
+{
+    if (st->staged_known && stage_set_add(&st->staged, h) < 0) {
+        st->staged_known = false; /* out of memory: assume any may exist */
+        stage_set_free(&st->staged);
     }
-    name[64] = 0;
+}
+
+/* Read the staging directory into the set; left unknown on any failure. */
+static void
+load_staged(struct star_store *st)
+{
+    int fd = dup(st->stagingfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    rewinddir(d);
+    st->staged_known = true;
+    struct dirent *e;
+    uint8_t h[32];
+    errno = 0;
+    while (st->staged_known && (e = readdir(d)) != NULL)
+        if (staging_unhex(e->d_name, h))
+            staged_add(st, h);
+    if (errno != 0) {
+        st->staged_known = false;
+        stage_set_free(&st->staged);
+    }
+    closedir(d);
+}
+
+void
+star_store_staging_made(struct star_store *st, const char *path)
+{
+    uint8_t h[32];
+    staging_key(path, h);
+    staged_add(st, h);
+}
+
+void
+star_store_staging_gone(struct star_store *st, const char *path)
+{
+    uint8_t h[32];
+    staging_key(path, h);
+    stage_set_remove(&st->staged, h);
+}
+
+void
+star_store_staging_remove(struct star_store *st, const char *path)
+{
+    uint8_t h[32];
+    char name[65];
+    staging_key(path, h);
+    if (st->staged_known && !stage_set_has(&st->staged, h))
+        return; /* none: no fd cached either */
+    staging_hex(h, name);
+    star_store_forget_staging(st, path);
+    if (unlinkat(st->stagingfd, name, 0) == 0 || errno == ENOENT)
+        stage_set_remove(&st->staged, h);
 }
 
 int
@@ -374,8 +471,10 @@ stage_get(struct star_store *st, const char *path, bool create,
     if (fd < 0 && errno == ENOENT && create) {
         fd = openat(st->stagingfd, name,
                     O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0)
+        if (fd >= 0) {
             st->staging_dir_dirty = true;
+            star_store_staging_made(st, path);
+        }
     }
     if (fd < 0)
         return errno_rc();

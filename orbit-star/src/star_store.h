@@ -132,6 +132,15 @@ int star_store_check(struct star_store *st);
 int star_store_staging_dir(struct star_store *st);
 void star_store_staging_name(const char *path, char name[65]);
 void star_store_forget_staging(struct star_store *st, const char *path);
+/*
+ * The store knows which staging files exist (it reads the directory at open
+ * and hears of every creation and removal): made / gone tell it; remove
+ * unlinks path's staging file (and forgets its fd) unless the store knows
+ * there is none. Nothing is assumed absent when the store cannot know.
+ */
+void star_store_staging_made(struct star_store *st, const char *path);
+void star_store_staging_gone(struct star_store *st, const char *path);
+void star_store_staging_remove(struct star_store *st, const char *path);
 
 /* Whole-buffer pread/pwrite (EINTR retried); a short read is
  * ORBIT_ETRUNC. */

@@ -4,6 +4,7 @@
  * a file changed behind the star's back (even with its mtime restored) is
  * read, and not committed in place when its bytes differ.
  */
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "orbit/starmap.h"
@@ -251,4 +252,114 @@ Test(star_records, records_survive_restart_and_go_with_delete)
     star_free(T.star);
     T.star = NULL;
     cr_assert_eq(record_of(fpath, &r), ORBIT_ENOENT);
+}
+
+static int
+staging_files(void)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/.orbit/staging", T.root);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A hinted PUT of another chunk for the path: its staging file exists. */
+static void
+stage_other_chunk(int fd, uint32_t seed)
+{
+    uint8_t other[4096];
+    ts_fill(other, sizeof other, seed);
+    tc_put(fd, 400, other, sizeof other, fpath, 0);
+    cr_assert_eq(staging_files(), 1);
+}
+
+Test(star_records, in_place_commit_removes_a_staging_file)
+{
+    int fd = tc_open(T.port);
+    put_all(fd, fpath);
+    commit_ok(fd, 1600000000);
+    cr_assert_eq(staging_files(), 0);
+    commit_ok(fd, 1600000100); /* none to remove */
+    cr_assert_eq(staging_files(), 0);
+    stage_other_chunk(fd, 99);
+    commit_ok(fd, 1600000200);
+    assert_counts(2, 2);
+    cr_assert_eq(staging_files(), 0);
+    /* Known after a restart too: the star reads the staging directory. */
+    stage_other_chunk(fd, 100);
+    close(fd);
+    restart();
+    fd = tc_open(T.port);
+    commit_ok(fd, 1600000300);
+    assert_dest(1600000300);
+    cr_assert_eq(staging_files(), 0);
+    close(fd);
+}
+
+static void
+dir_msg(struct wire_msg *m, uint32_t rid, const char *path, uint32_t mode,
+        int64_t mtime)
+{
+    memset(m, 0, sizeof *m);
+    m->type = WIRE_COMMIT;
+    m->request_id = rid;
+    m->u.commit.path = path;
+    m->u.commit.path_len = strlen(path);
+    m->u.commit.ftype = WIRE_FT_DIRECTORY;
+    m->u.commit.mode = mode;
+    m->u.commit.mtime_sec = mtime;
+    m->u.commit.mtime_nsec = 5000;
+    m->u.commit.target = "";
+}
+
+#define NDIRS 24
+
+/* NDIRS directory COMMITs sent at once (one group), all answered OK. */
+static void
+commit_dirs(int fd, uint32_t mode, int64_t mtime)
+{
+    char paths[NDIRS][32];
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    for (int i = 0; i < NDIRS; i++) {
+        snprintf(paths[i], sizeof paths[i], "top/d%02d/sub", i);
+        dir_msg(&m, 500 + (uint32_t)i, paths[i], mode, mtime);
+        cr_assert_eq(tc_send(fd, &m), 0);
+    }
+    for (int i = 0; i < NDIRS; i++) {
+        cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+        cr_assert_eq(r.type, WIRE_COMMIT_OK, "%s", wire_type_name(r.type));
+    }
+    free(buf);
+    for (int i = 0; i < NDIRS; i++) {
+        char p[512];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", T.root, paths[i]);
+        cr_assert_eq(stat(p, &st), 0);
+        cr_assert(S_ISDIR(st.st_mode));
+        cr_assert_eq(st.st_mode & 07777, mode);
+        cr_assert_eq(st.st_mtim.tv_sec, mtime);
+        cr_assert_eq(st.st_mtim.tv_nsec, 5000);
+    }
+}
+
+Test(star_records, directories_synced_with_their_group)
+{
+    int fd = tc_open(T.port);
+    commit_dirs(fd, 0750, 1500000000);
+    commit_dirs(fd, 0750, 1500000000); /* unchanged: nothing to set */
+    commit_dirs(fd, 0700, 1500000000); /* the mode only */
+    commit_dirs(fd, 0700, 1500000100); /* the mtime only */
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    dir_msg(&m, 600, "alone", 0755, 1500000200); /* a group of one */
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
+    free(buf);
+    close(fd);
 }
