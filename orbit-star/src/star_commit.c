@@ -303,9 +303,10 @@ assemble_whole(struct star *s, struct star_commit_item *it,
  * the star last committed it) has the manifest's digest and the file's
  * fstat still matches it exactly: inode, device, size, mtime and ctime. Any
  * change to the file since (even one that restores its mtime) moves its
- * ctime, which no one can set back. Without such a record the file is read
- * and hashed. Either way a file changed behind the star's back is never
- * mistaken for the source's.
+ * ctime, which no one can set back. A record that matches the fstat but
+ * has another digest says the bytes are not the manifest's, also without a
+ * read. Without a matching record the file is read and hashed. Either way a
+ * file changed behind the star's back is never mistaken for the source's.
  */
 static int copy_hashed(struct star *s, int src, int dst, uint64_t size,
                        uint8_t d[32]);
@@ -316,18 +317,28 @@ same_time(int64_t sec, uint32_t nsec, const struct timespec *ts)
     return sec == (int64_t)ts->tv_sec && nsec == (uint32_t)ts->tv_nsec;
 }
 
-static bool
-record_vouches(struct star *s, const struct wire_commit *c,
-               const struct stat *st)
+/* What the record of the file at path says about its bytes. */
+enum record_says {
+    RECORD_NOTHING, /* none, or the file changed since */
+    RECORD_SAME,    /* unchanged since the star committed these bytes */
+    RECORD_OTHER,   /* unchanged since the star committed other bytes */
+};
+
+static enum record_says
+record_of(struct star *s, const struct wire_commit *c, const struct stat *st)
 {
     struct starmap_file_rec r;
     if (star_store_file_get(s->store, c->path, &r) != 0)
-        return false;
-    return r.ino == (uint64_t)st->st_ino && r.dev == (uint64_t)st->st_dev &&
-           r.size == (uint64_t)st->st_size &&
-           same_time(r.mtime_sec, r.mtime_nsec, &st->st_mtim) &&
-           same_time(r.ctime_sec, r.ctime_nsec, &st->st_ctim) &&
-           memcmp(r.digest, c->digest, sizeof r.digest) == 0;
+        return RECORD_NOTHING;
+    bool unchanged = r.ino == (uint64_t)st->st_ino &&
+                     r.dev == (uint64_t)st->st_dev &&
+                     r.size == (uint64_t)st->st_size &&
+                     same_time(r.mtime_sec, r.mtime_nsec, &st->st_mtim) &&
+                     same_time(r.ctime_sec, r.ctime_nsec, &st->st_ctim);
+    if (!unchanged)
+        return RECORD_NOTHING;
+    return memcmp(r.digest, c->digest, sizeof r.digest) == 0 ? RECORD_SAME
+                                                             : RECORD_OTHER;
 }
 
 /* Whether fd (a file of the manifest's size) holds the manifest's bytes. */
@@ -336,9 +347,10 @@ same_bytes(struct star *s, struct star_commit_item *it, int fd,
            const struct stat *st)
 {
     const struct wire_commit *c = &it->c;
-    it->trusted = record_vouches(s, c, st);
-    if (it->trusted)
-        return true;
+    enum record_says says = record_of(s, c, st);
+    it->trusted = says == RECORD_SAME;
+    if (says != RECORD_NOTHING)
+        return it->trusted;
     uint8_t d[32];
     return copy_hashed(s, fd, -1, c->size, d) == 0 &&
            memcmp(d, c->digest, sizeof d) == 0;

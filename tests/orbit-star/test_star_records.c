@@ -363,3 +363,21 @@ Test(star_records, directories_synced_with_their_group)
     free(buf);
     close(fd);
 }
+
+Test(star_records, changed_source_of_the_same_size_is_not_in_place)
+{
+    int fd = tc_open(T.port);
+    put_all(fd, fpath);
+    commit_ok(fd, 1600000000);
+    /* The source changes, same size: the record says the file holds other
+     * bytes, so no read and no in-place commit. */
+    ts_fill(src, sizeof src, 43);
+    put_all(fd, fpath);
+    commit_ok(fd, 1600000100);
+    assert_dest(1600000100);
+    assert_counts(0, 0);
+    commit_ok(fd, 1600000200);
+    assert_dest(1600000200);
+    assert_counts(1, 1);
+    close(fd);
+}
