@@ -764,9 +764,10 @@ record_one(struct star *s, const struct star_commit_item *it)
 }
 
 /*
- * Write the records of the group's files in one transaction (and drop those
- * of paths replaced otherwise). The commits stand either way: a missing
- * record only means the next in-place commit reads the file.
+ * Queue the records of the group's files (and drops for paths replaced
+ * otherwise); the store commits them with later groups' in one transaction.
+ * The commits stand either way: a missing record only means the next
+ * in-place commit reads the file.
  */
 static void
 record_files(struct star *s, struct star_commit_item *items, size_t n)
@@ -777,7 +778,8 @@ record_files(struct star *s, struct star_commit_item *items, size_t n)
         if (rc == 0)
             rc = r;
     }
-    int cr = star_store_files_commit(s->store);
+    star_store_files_flush(s->store, star_now_ms());
+    int cr = star_store_files_error(s->store);
     if (rc == 0)
         rc = cr;
     if (rc < 0 && !s->records_failing)

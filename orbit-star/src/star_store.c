@@ -22,8 +22,10 @@
 #include "star_stageset.h"
 
 #define STAGE_CACHE 64
-/* Queued file-record ops committed at once from this many on. */
+/* Queued file-record ops are committed from this many on, or once the
+ * oldest has waited this long (checked at the end of each commit group). */
 #define FILES_PENDING_MAX 4096
+#define FILES_PENDING_MS  1000
 
 _Static_assert(sizeof(struct chunk_id) == WIRE_ID_LEN, "packed chunk ids");
 
@@ -42,7 +44,10 @@ struct star_store {
     struct starmap *sm;
     struct pak_pool *pool;
     struct starmap_batch *batch;
-    struct starmap_batch *files; /* queued file-record ops */
+    struct starmap_batch *files;  /* queued file-record ops */
+    struct stage_set files_paths; /* SHA-256 of their paths */
+    uint64_t files_since_ms;      /* first flush check since queued, or 0 */
+    int files_err;                /* latest failed records commit */
     bool pool_dirty;
     bool staging_dir_dirty;
     /* The staging files that exist, when known (read at open, kept up to
@@ -160,6 +165,7 @@ star_store_close(struct star_store *st)
     if (st->sm && st->files)
         star_store_files_commit(st);
     starmap_batch_free(st->files);
+    stage_set_free(&st->files_paths);
     stage_set_free(&st->staged);
     starmap_batch_free(st->batch);
     starmap_close(st->sm);
@@ -279,27 +285,45 @@ star_store_index(struct star_store *st, const uint8_t *const *ids,
 
 /* ---- file records ---- */
 
+static void staging_key(const char *path, uint8_t h[32]);
+
 int
 star_store_file_get(struct star_store *st, const char *path,
                     struct starmap_file_rec *out)
 {
+    uint8_t h[32];
+    staging_key(path, h);
+    if (stage_set_has(&st->files_paths, h))
+        star_store_files_commit(st); /* an op of path is queued: apply it */
     return starmap_file_get(st->sm, path, out);
+}
+
+/* Note that path has a queued op (committing now if it cannot be noted). */
+static int
+files_queued(struct star_store *st, const char *path)
+{
+    uint8_t h[32];
+    staging_key(path, h);
+    if (stage_set_add(&st->files_paths, h) < 0)
+        return star_store_files_commit(st);
+    return starmap_batch_len(st->files) >= FILES_PENDING_MAX
+               ? star_store_files_commit(st)
+               : 0;
 }
 
 int
 star_store_file_put(struct star_store *st, const char *path,
                     const struct starmap_file_rec *r)
 {
-    return starmap_batch_file_put(st->files, path, r);
+    int rc = starmap_batch_file_put(st->files, path, r);
+    return rc == 0 ? files_queued(st, path) : rc;
 }
 
 int
 star_store_file_drop(struct star_store *st, const char *path)
 {
     int rc = starmap_batch_file_drop(st->files, path);
-    if (rc == 0 && starmap_batch_len(st->files) >= FILES_PENDING_MAX)
-        rc = star_store_files_commit(st);
-    return rc;
+    return rc == 0 ? files_queued(st, path) : rc;
 }
 
 int
@@ -309,6 +333,30 @@ star_store_files_commit(struct star_store *st)
         return 0;
     int rc = starmap_batch_commit(st->sm, st->files, NULL);
     starmap_batch_clear(st->files);
+    stage_set_free(&st->files_paths);
+    st->files_since_ms = 0;
+    if (rc < 0)
+        st->files_err = rc;
+    return rc;
+}
+
+int
+star_store_files_flush(struct star_store *st, uint64_t now_ms)
+{
+    if (starmap_batch_len(st->files) == 0)
+        return 0;
+    if (st->files_since_ms == 0)
+        st->files_since_ms = now_ms;
+    if (now_ms - st->files_since_ms < FILES_PENDING_MS)
+        return 0;
+    return star_store_files_commit(st);
+}
+
+int
+star_store_files_error(struct star_store *st)
+{
+    int rc = st->files_err;
+    st->files_err = 0;
     return rc;
 }
 

@@ -105,12 +105,17 @@ int star_store_moved(struct star_store *st, const char *path,
 
 /*
  * File records (core-starmap's "files" database): what was last committed
- * at a path, with the fstat of the file right after. get: 0, ORBIT_ENOENT,
- * or another error (treat as none). put and drop queue an op (in order) for
- * star_store_files_commit(), which applies every queued op in one
- * transaction and forgets them whatever the outcome (a record is a cache:
- * a lost op leaves a missing or stale record, which only costs a read).
- * Drops past a few thousand queued ops commit on their own.
+ * at a path, with the fstat of the file right after. A record is a cache: a
+ * lost op leaves a missing or stale record, which only costs a read.
+ *
+ * put and drop queue an op (applied in order); star_store_files_commit()
+ * applies every queued op in one transaction and forgets them whatever the
+ * outcome. Queued ops are committed on their own once there are a few
+ * thousand, by star_store_files_flush() once the oldest has waited a
+ * second, before a get of a path that has one, and at close: one LMDB
+ * commit for many commit groups. get: 0, ORBIT_ENOENT, or another error
+ * (treat as none). files_error: the latest failed commit (0 if none since
+ * the last call).
  */
 struct starmap_file_rec;
 int star_store_file_get(struct star_store *st, const char *path,
@@ -119,6 +124,8 @@ int star_store_file_put(struct star_store *st, const char *path,
                         const struct starmap_file_rec *r);
 int star_store_file_drop(struct star_store *st, const char *path);
 int star_store_files_commit(struct star_store *st);
+int star_store_files_flush(struct star_store *st, uint64_t now_ms);
+int star_store_files_error(struct star_store *st);
 /* The index's message for its latest failure. */
 const char *star_store_errmsg(const struct star_store *st);
 
