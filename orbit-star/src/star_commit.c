@@ -670,18 +670,38 @@ move_refs(struct star *s, struct star_commit_item *items, size_t n)
     }
 }
 
+/* ROOT's device, which a syncfs of ROOT covers ((dev_t)-1 if unknown). */
+static dev_t
+root_dev(struct star *s)
+{
+    struct stat st;
+    return fstat(s->rootfd, &st) == 0 ? st.st_dev : (dev_t)-1;
+}
+
+static bool
+on_dev(int fd, dev_t dev)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_dev == dev;
+}
+
 static void
 sync_files(struct star *s, struct star_commit_item *items, size_t n)
 {
-    /* A group of many files: one syncfs instead of an fsync each. */
-    int all = -1;
-    if (n >= STAR_SYNCFS_MIN)
+    /* A group of many files: one syncfs instead of an fsync each (for
+     * those on ROOT's file system; one on a mount inside ROOT: fsync). */
+    bool many = n >= STAR_SYNCFS_MIN;
+    int all = 0;
+    dev_t rdev = 0;
+    if (many) {
         all = syncfs(s->rootfd) == 0 ? 0 : orbit_err_from_errno(errno);
+        rdev = root_dev(s);
+    }
     for (size_t i = 0; i < n; i++) {
         struct star_commit_item *it = &items[i];
         if (it->fd >= 0 && it->rc == 0) {
             int rc = all;
-            if (rc < 0 && all == -1)
+            if (rc == 0 && !(many && on_dev(it->fd, rdev)))
                 rc = fsync(it->fd) == 0 ? 0 : orbit_err_from_errno(errno);
             if (rc < 0)
                 fail(it, rc, WIRE_NO_ITEM, "fsync");
@@ -700,10 +720,17 @@ sync_dirs(struct star *s, struct star_commit_item *items,
           struct parent_dir *dirs, size_t n)
 {
     if (n >= STAR_SYNCFS_MIN) {
-        int rc = syncfs(s->rootfd) == 0 ? 0 : orbit_err_from_errno(errno);
-        for (size_t i = 0; rc < 0 && i < n; i++)
-            if (dirs[i].fd >= 0)
+        int all = syncfs(s->rootfd) == 0 ? 0 : orbit_err_from_errno(errno);
+        dev_t rdev = root_dev(s);
+        for (size_t i = 0; i < n; i++) {
+            int rc = all;
+            if (dirs[i].fd < 0)
+                continue;
+            if (rc == 0 && dirs[i].dev != rdev && fsync(dirs[i].fd) != 0)
+                rc = orbit_err_from_errno(errno); /* a mount inside ROOT */
+            if (rc < 0)
                 fail(&items[i], rc, WIRE_NO_ITEM, "directory sync");
+        }
         return;
     }
     for (size_t i = 0; i < n; i++) {
