@@ -387,6 +387,12 @@ assemble_regular(struct star *s, struct star_commit_item *it)
     const struct wire_commit *c = &it->c;
     if (commit_in_place(s, it))
         return;
+    if (c->chunk_total == 0 && c->size > 0) {
+        /* COMMIT by digest: keep the file at the path or change nothing */
+        fail(it, ORBIT_ENOENT, WIRE_NO_ITEM,
+             "no file with this size and digest at the path; send its chunks");
+        return;
+    }
     if (c->chunk_first + c->n > c->chunk_total) {
         fail(it, ORBIT_EPROTO, WIRE_NO_ITEM,
              "chunk_first + n beyond chunk_total");

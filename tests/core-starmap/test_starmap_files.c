@@ -206,7 +206,9 @@ Test(starmap_files, malformed_value_rejected)
 static char *
 long_path(size_t len, char last)
 {
+    cr_assert_gt(len, 0);
     char *p = malloc(len + 1);
+    cr_assert_not_null(p);
     for (size_t i = 0; i < len; i++)
         p[i] = i % 16 == 15 ? '/' : (char)('a' + i % 26);
     p[len - 1] = last;
