@@ -248,6 +248,10 @@ print_job_event(const char *job_id, enum prov_event_type type,
         prov_event_context_set(pe, "dead_letters", n);
         snprintf(n, sizeof n, "%llu", (unsigned long long)st->bytes_dedup);
         prov_event_context_set(pe, "bytes_deduplicated", n);
+        snprintf(n, sizeof n, "%llu", (unsigned long long)st->wire_out);
+        prov_event_context_set(pe, "wire_bytes_out", n);
+        snprintf(n, sizeof n, "%llu", (unsigned long long)st->wire_in);
+        prov_event_context_set(pe, "wire_bytes_in", n);
     }
     if (error)
         prov_event_set(pe, PROV_F_ERROR, error);
@@ -303,20 +307,26 @@ print_report(struct xfer_ui *ui, const struct sched_stats *st,
 {
     if (ui->o->json || ui->o->quiet)
         return;
-    char read[32], sent[32], raw[32], dedup[32];
+    char read[32], sent[32], raw[32], dedup[32], wout[32], win[32];
     human(st->bytes_read, read, sizeof read);
     human(st->bytes_sent, sent, sizeof sent);
     human(st->bytes_raw_sent, raw, sizeof raw);
     human(st->bytes_dedup, dedup, sizeof dedup);
+    human(st->wire_out, wout, sizeof wout);
+    human(st->wire_in, win, sizeof win);
     printf("orbit %s: %s in %.1f s\n", ui->o->command,
            ui->o->dry_run ? "dry run" : "done", secs);
     printf("  files: %" PRIu64 " sent, %" PRIu64 " unchanged, %" PRIu64
            " dead letters, %" PRIu64 " seen",
            st->files_done, st->files_skipped, st->files_failed, st->files_seen);
+    if (st->files_kept)
+        printf(", %" PRIu64 " kept in place", st->files_kept);
     if (st->deleted)
         printf(", %" PRIu64 " deleted", st->deleted);
     printf("\n  bytes: %s read, %s sent (%s of chunks), %s deduplicated\n",
            read, sent, raw, dedup);
+    printf("  wire: %s out, %s in (every frame: ids, chunks, manifests)\n",
+           wout, win);
     if (st->retries)
         printf("  retries: %" PRIu64 "\n", st->retries);
     if (ndl == 0)

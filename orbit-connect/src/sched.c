@@ -32,7 +32,7 @@
 #include "sched_internal.h"
 #include "sched_walk.h"
 
-#define MAX_ACTIVE       128 /* files being read, sent or committed */
+#define MAX_ACTIVE       512 /* files being read, sent or committed */
 #define WINDOW           256 /* walked files the prioritizers choose from */
 #define WALK_PER_PUMP    512 /* entries walked per loop pass */
 #define TICK_MS          50
@@ -305,6 +305,7 @@ file_reset_for_retry(struct sched_file *f, uint32_t mask)
     f->dest_mask = mask;
     f->failed_mask = 0;
     f->commit_mask = 0;
+    f->probing = 0; /* parked batches went with the last attempt */
     for (unsigned i = 0; i < SCHED_MAX_DESTS; i++) {
         f->pending[i] = 0;
         f->fail_err[i] = 0;
@@ -517,12 +518,90 @@ on_batch(struct sched *s, struct sched_batch *b)
             if (f->dest_mask & (1u << d))
                 sched_file_fail(s, f, d, ORBIT_ENOMEM, "out of memory");
     }
+    uint32_t park = f->dest_mask & f->probe_mask & ~f->failed_mask;
     for (unsigned d = 0; d < s->ndests; d++) {
         uint32_t bit = 1u << d;
-        if ((f->dest_mask & bit) && !(f->failed_mask & bit))
+        if ((f->dest_mask & bit) && !(f->failed_mask & bit) && !(park & bit))
             sched_dest_enqueue(&s->dests[d], b);
     }
+    if (park) { /* kept until every probe is answered, in file order */
+        struct sched_batch **tail = &f->parked;
+        while (*tail)
+            tail = &(*tail)->park_next;
+        b->park_next = NULL;
+        *tail = b;
+        b->refs++;
+    }
     sched_batch_unref(s, b);
+}
+
+/* Drop the batches parked for probes (every probe answered). */
+static void
+release_parked(struct sched *s, struct sched_file *f)
+{
+    struct sched_batch *b = f->parked;
+    f->parked = NULL;
+    while (b) {
+        struct sched_batch *next = b->park_next;
+        sched_batch_unref(s, b);
+        b = next;
+    }
+}
+
+/* Destination d does not hold the file: its chunks go the usual way. */
+static void
+unpark_to(struct sched *s, struct sched_file *f, unsigned d)
+{
+    f->probe_mask &= ~(1u << d);
+    if (f->failed_mask & (1u << d))
+        return;
+    for (struct sched_batch *b = f->parked; b; b = b->park_next)
+        sched_dest_enqueue(&s->dests[d], b);
+    sched_dest_flush(&s->dests[d]);
+}
+
+/* The file is read: offer it by digest where a probe was planned. */
+static void
+start_probes(struct sched *s, struct sched_file *f)
+{
+    uint32_t probe = f->dest_mask & f->probe_mask & ~f->failed_mask;
+    for (unsigned d = 0; d < s->ndests; d++) {
+        uint32_t bit = 1u << d;
+        if (!(probe & bit))
+            continue;
+        struct sched_dest *dd = &s->dests[d];
+        f->pending[d]++;
+        f->probing |= bit;
+        if (dd->client && sched_dest_probe(dd, f) == 0)
+            continue;
+        f->pending[d]--; /* no room or no session: send it all */
+        f->probing &= ~bit;
+        unpark_to(s, f, d);
+    }
+}
+
+void
+sched_probe_answered(struct sched *s, struct sched_file *f, unsigned d, int err,
+                     const char *msg)
+{
+    uint32_t bit = 1u << d;
+    f->pending[d]--;
+    f->probing &= ~bit;
+    f->batches_open++; /* hold f while it may end */
+    if (err == 0 && !s->tearing_down) {
+        f->commit_mask |= bit; /* committed in place */
+        s->st.files_kept++;
+        sched_count_dedup(s, f, f->size);
+    } else if (err == ORBIT_ENOENT) {
+        unpark_to(s, f, d);
+    } else {
+        sched_file_fail(s, f, d, err, msg);
+    }
+    if (!f->probing)
+        release_parked(s, f);
+    f->batches_open--;
+    sched_file_progress(s, f, d);
+    file_maybe_final(s, f);
 }
 
 static void
@@ -545,6 +624,10 @@ on_read_end(struct sched *s, struct sched_rmsg *m)
     }
     /* Hold f: sched_file_progress may end (and free) it. */
     f->batches_open++;
+    if (m->err == 0)
+        start_probes(s, f);
+    if (!f->probing)
+        release_parked(s, f);
     for (unsigned d = 0; d < s->ndests; d++)
         if (f->dest_mask & (1u << d))
             sched_file_progress(s, f, d);
@@ -644,7 +727,12 @@ listed_unchanged(struct sched *s, struct sched_dest *d, struct sched_file *f)
         f->replace_mask |= 1u << d->idx;
         return false;
     }
-    if (!s->cfg.sync_mode || s->cfg.checksum)
+    if (!s->cfg.sync_mode)
+        return false;
+    if (f->ftype == WIRE_FT_REGULAR && e->size == f->size && f->size > 0 &&
+        f->size <= SCHED_PROBE_MAX)
+        f->probe_mask |= 1u << d->idx;
+    if (s->cfg.checksum)
         return false;
     if (f->ftype == WIRE_FT_DIRECTORY)
         return false;                /* cheap, and keeps modes right */
@@ -1205,6 +1293,12 @@ void
 sched_get_stats(const struct sched *s, struct sched_stats *out)
 {
     *out = s->st;
+    for (unsigned i = 0; i < s->ndests; i++) {
+        uint64_t o = 0, in = 0;
+        sched_dest_traffic(&s->dests[i], &o, &in);
+        out->wire_out += o;
+        out->wire_in += in;
+    }
 }
 
 void

@@ -108,6 +108,26 @@ static void fail_queued(struct sched_dest *d, int err);
 /* A request timed out: the stream may be desynchronized (a corrupted length
  * leaves every later reply unread), so the session is dropped and a new one
  * made, rather than letting every request time out in turn. */
+/* Free the session, keeping its traffic in the destination's totals. */
+static void
+drop_client(struct sched_dest *d)
+{
+    uint64_t out = 0, in = 0;
+    wire_client_traffic(d->client, &out, &in);
+    d->wire_out += out;
+    d->wire_in += in;
+    wire_client_free(d->client);
+    d->client = NULL;
+}
+
+void
+sched_dest_traffic(const struct sched_dest *d, uint64_t *out, uint64_t *in)
+{
+    wire_client_traffic(d->client, out, in);
+    *out += d->wire_out;
+    *in += d->wire_in;
+}
+
 static void
 reset_session(struct sched_dest *d)
 {
@@ -115,8 +135,7 @@ reset_session(struct sched_dest *d)
         return;
     d->resetting = true;
     d->ready = false;
-    wire_client_free(d->client); /* pending requests: ECANCELED */
-    d->client = NULL;
+    drop_client(d); /* pending requests: ECANCELED */
     fail_queued(d, ORBIT_ECLOSED);
     d->resetting = false;
     sched_dest_ready(d->s, d, ORBIT_ETIMEDOUT);
@@ -130,7 +149,13 @@ reply_fail(struct sched_dest *d, struct sched_file *f, int status,
     if (reply && reply->type == WIRE_ERROR) {
         snprintf(msg, sizeof msg, "%s: %s", d->cfg->name,
                  reply->u.error.message ? reply->u.error.message : "");
-        sched_file_fail(d->s, f, d->idx, reply->u.error.code, msg);
+        /* The star's word on retrying wins: a chunk gone from under a
+         * COMMIT is ENOENT (not retryable as a source error) but marked
+         * retryable, since the next HAVE reports it missing. */
+        int code = reply->u.error.code;
+        if (reply->u.error.retryable && !orbit_err_retryable(code))
+            code = ORBIT_EAGAIN;
+        sched_file_fail(d->s, f, d->idx, code, msg);
     } else {
         /* Our own reset of a suspect session cancels its requests: to the
          * file that is a lost connection, to be retried. */
@@ -523,16 +548,16 @@ sched_dest_commit(struct sched_dest *d, struct sched_file *f)
     return 0;
 }
 
-/* Send the frames of f's manifest from f->commit_next on; ORBIT_EFULL when
- * the connection has no room (the rest waits in the commit queue). */
+/* f's metadata as a COMMIT for d (path in buf of WIRE_MAX_PATH + 1 bytes),
+ * its whole chunk list announced, no chunks in the frame yet. */
 static int
-commit_frames(struct sched_dest *d, struct sched_file *f)
+manifest_head(const struct sched_dest *d, const struct sched_file *f,
+              char *path, struct wire_commit *m)
 {
-    char path[WIRE_MAX_PATH + 1];
     int rc = sched_dest_path(d, f->rel, path);
     if (rc != 0)
         return rc;
-    struct wire_commit m = {
+    *m = (struct wire_commit){
         .path = path,
         .path_len = strlen(path),
         .ftype = f->ftype,
@@ -549,7 +574,67 @@ commit_frames(struct sched_dest *d, struct sched_file *f)
         .chunk_total = f->nrefs,
     };
     if (f->ftype == WIRE_FT_REGULAR)
-        memcpy(m.digest, f->digest, sizeof m.digest);
+        memcpy(m->digest, f->digest, sizeof m->digest);
+    return 0;
+}
+
+/* ---- probe: a COMMIT by digest alone (SCHED_PROBE_MAX)
+ * ------------------------------------------------------ */
+
+static void
+on_probe(void *arg, int status, const struct wire_msg *reply)
+{
+    struct commit_ctx *c = arg;
+    char msg[512];
+    msg[0] = 0;
+    int err = status;
+    if (status == 0 && reply && !reply->u.commit_ok.complete)
+        err = ORBIT_EPROTO; /* a probe is whole or nothing */
+    if (err != 0 && reply && reply->type == WIRE_ERROR) {
+        err = reply->u.error.code;
+        snprintf(msg, sizeof msg, "%s: %s", c->d->cfg->name,
+                 reply->u.error.message ? reply->u.error.message : "");
+    } else if (err != 0) {
+        if (err == ORBIT_ECANCELED)
+            err = ORBIT_ECLOSED;
+        snprintf(msg, sizeof msg, "%s: %s", c->d->cfg->name,
+                 orbit_strerror(err));
+    }
+    sched_probe_answered(c->d->s, c->f, c->d->idx, err, msg);
+    if (status == ORBIT_ETIMEDOUT)
+        reset_session(c->d);
+    free(c);
+}
+
+int
+sched_dest_probe(struct sched_dest *d, struct sched_file *f)
+{
+    char path[WIRE_MAX_PATH + 1];
+    struct wire_commit m;
+    int rc = manifest_head(d, f, path, &m);
+    if (rc != 0)
+        return rc;
+    m.chunk_total = 0; /* by digest alone */
+    struct commit_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return ORBIT_ENOMEM;
+    *c = (struct commit_ctx){d, f};
+    rc = wire_client_commit(d->client, &m, on_probe, c, NULL);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+/* Send the frames of f's manifest from f->commit_next on; ORBIT_EFULL when
+ * the connection has no room (the rest waits in the commit queue). */
+static int
+commit_frames(struct sched_dest *d, struct sched_file *f)
+{
+    char path[WIRE_MAX_PATH + 1];
+    struct wire_commit m;
+    int rc = manifest_head(d, f, path, &m);
+    if (rc != 0)
+        return rc;
     uint64_t first = f->commit_next[d->idx];
     do {
         uint64_t left = f->nrefs - first;
@@ -831,8 +916,7 @@ on_closed(void *arg, int status)
 {
     struct sched_dest *d = arg;
     d->ready = false;
-    wire_client_free(d->client);
-    d->client = NULL;
+    drop_client(d);
     fail_queued(d, ORBIT_ECLOSED);
     sched_dest_ready(d->s, d, status < 0 ? status : ORBIT_ECLOSED);
 }
@@ -927,8 +1011,7 @@ void
 sched_dest_close(struct sched_dest *d)
 {
     d->ready = false; /* callbacks fired by the free send nothing */
-    wire_client_free(d->client);
-    d->client = NULL;
+    drop_client(d);
     star_free(d->star);
     d->star = NULL;
     struct sched_ref r;

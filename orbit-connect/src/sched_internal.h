@@ -28,11 +28,15 @@ struct sched_file {
     uint32_t mode;
     int64_t mtime_sec;
     uint32_t mtime_nsec;
-    uint32_t dest_mask;    /* destinations this attempt serves */
-    uint32_t done_mask;    /* destinations that committed it */
-    uint32_t failed_mask;  /* destinations that failed this attempt */
-    uint32_t commit_mask;  /* destinations a COMMIT was sent to */
-    uint32_t replace_mask; /* destinations holding another type there */
+    uint32_t dest_mask;         /* destinations this attempt serves */
+    uint32_t done_mask;         /* destinations that committed it */
+    uint32_t failed_mask;       /* destinations that failed this attempt */
+    uint32_t commit_mask;       /* destinations a COMMIT was sent to */
+    uint32_t replace_mask;      /* destinations holding another type there */
+    uint32_t probe_mask;        /* destinations listing a file of this size
+                                   here: ask them to keep it by digest first */
+    uint32_t probing;           /* destinations whose probe is unanswered */
+    struct sched_batch *parked; /* batches held for a probe's answer */
     int fail_err[SCHED_MAX_DESTS];
     char *fail_msg[SCHED_MAX_DESTS];
     uint32_t pending[SCHED_MAX_DESTS];     /* HAVE ids + PUTs + COMMIT open */
@@ -70,8 +74,11 @@ struct sched_batch {
     struct sched_chunk *chunks;
     uint8_t *buf;
     size_t bytes;
+    size_t cap;    /* of buf */
+    size_t held;   /* counted in the readers' held bytes */
     uint32_t refs; /* uses outstanding: HAVE per dest, queued PUTs */
     struct sched_batch *next;
+    struct sched_batch *park_next; /* file->parked list */
 };
 
 /* Reader -> main messages. */
@@ -110,7 +117,7 @@ struct sched_readers {
     int error; /* a reader could not start */
 };
 
-#define SCHED_COMMITQ 256
+#define SCHED_COMMITQ 1024 /* more than MAX_ACTIVE: every active file fits */
 
 /*
  * Files under SCHED_SMALL_FILE bytes are cut with an average of an eighth
@@ -120,6 +127,18 @@ struct sched_readers {
  * file that crosses the limit between two versions shares no chunks.
  */
 #define SCHED_SMALL_FILE ((uint64_t)1 << 20)
+
+/*
+ * sync: a regular file of at most SCHED_PROBE_MAX bytes whose destination
+ * lists a file of the same size at its path (its mtime differs, or
+ * --checksum) is first offered by digest alone (a COMMIT without chunks):
+ * the star keeps the file it has when the bytes match and sets mode and
+ * times, so neither the chunk ids nor the chunks cross the wire. Its batches
+ * wait for the answer; the bound keeps what the readers park while still
+ * reading (a batch counts at most its file's size) far under the held-data
+ * limit, so parked batches never stop the readers that would release them.
+ */
+#define SCHED_PROBE_MAX ((uint64_t)256 << 10)
 struct chunker_params;
 void sched_small_params(size_t avg, struct chunker_params *out);
 
@@ -159,6 +178,7 @@ struct sched_dest {
     const struct sched_dest_config *cfg;
     struct star *star; /* LOCAL: the in-process star */
     struct wire_client *client;
+    uint64_t wire_out, wire_in; /* frame bytes of the sessions closed */
     bool ready;
     bool was_ready;             /* the first session came up */
     bool resetting;             /* dropping a suspect session */
@@ -198,12 +218,17 @@ void sched_refq_release(struct sched_refq *q);
 /* sched_dest.c */
 int sched_dest_open(struct sched_dest *d);
 void sched_dest_close(struct sched_dest *d);
+void sched_dest_traffic(const struct sched_dest *d, uint64_t *out,
+                        uint64_t *in);
 void sched_dest_enqueue(struct sched_dest *d, struct sched_batch *b);
 void sched_dest_flush(struct sched_dest *d);
 void sched_dest_pump(struct sched_dest *d);
 /* It was connected once and is not now (a reconnect is pending). */
 bool sched_dest_down(const struct sched_dest *d);
 int sched_dest_commit(struct sched_dest *d, struct sched_file *f);
+/* Offer f by digest (see SCHED_PROBE_MAX); the answer comes back through
+ * sched_probe_answered(). */
+int sched_dest_probe(struct sched_dest *d, struct sched_file *f);
 int sched_dest_list(struct sched_dest *d);
 struct sched_listed *sched_dest_listed(struct sched_dest *d, const char *p);
 int sched_dest_delete(struct sched_dest *d, const char *path);
@@ -220,6 +245,10 @@ void sched_file_fail(struct sched *s, struct sched_file *f, unsigned d, int err,
 void sched_dest_ready(struct sched *s, struct sched_dest *d, int status);
 void sched_dest_listed_done(struct sched *s, struct sched_dest *d, int err);
 void sched_count_sent(struct sched *s, uint64_t stored, uint64_t raw);
+/* hit: the star kept its copy; else err is why not (ORBIT_ENOENT: its bytes
+ * differ, send the chunks). */
+void sched_probe_answered(struct sched *s, struct sched_file *f, unsigned d,
+                          int err, const char *msg);
 void sched_count_dedup(struct sched *s, struct sched_file *f, uint64_t raw);
 void sched_wake(struct sched *s);
 bool sched_bw_take(struct sched *s, uint64_t bytes);
@@ -244,5 +273,7 @@ void sched_readers_submit(struct sched_readers *r, struct sched_file *f);
 struct sched_rmsg *sched_readers_take(struct sched_readers *r);
 /* A batch is done with: its bytes no longer count as held. */
 void sched_batch_free(struct sched_readers *r, struct sched_batch *b);
+/* Give back bytes counted as held (a batch freed or never made). */
+void sched_readers_unhold(struct sched_readers *r, size_t bytes);
 
 #endif

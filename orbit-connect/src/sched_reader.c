@@ -32,6 +32,7 @@ struct reader_ctx {
     struct chunk_id_stream *digest;
     uint8_t *buf;
     size_t cap;
+    uint64_t file_size; /* of the file being read, when opened */
 };
 
 static void
@@ -48,25 +49,42 @@ post_msg(struct sched_readers *r, struct sched_rmsg *m)
     event_active(r->wake, EV_READ, 0);
 }
 
+/*
+ * A batch holds up to SCHED_BATCH_BYTES plus one chunk, but never more than
+ * what is left of its file (with room for the chunk at hand should the file
+ * have grown): a small file's batch holds and counts its own size, so the
+ * held-data limit admits many small files at once.
+ */
 static int
-batch_new(struct sched_readers *r, struct sched_file *f,
-          struct sched_batch **out)
+batch_new(struct sched_readers *r, struct sched_file *f, uint64_t left,
+          size_t need, struct sched_batch **out)
 {
+    size_t cap = SCHED_BATCH_BYTES + r->chunk_max;
+    if (left < cap)
+        cap = (size_t)left;
+    if (cap < need)
+        cap = need;
     pthread_mutex_lock(&r->mu);
     while (!r->stop && r->held_bytes >= r->held_limit)
         pthread_cond_wait(&r->space_cv, &r->mu);
     bool stop = r->stop;
     if (!stop)
-        r->held_bytes += SCHED_BATCH_BYTES + r->chunk_max;
+        r->held_bytes += cap;
     pthread_mutex_unlock(&r->mu);
     if (stop)
         return ORBIT_ECANCELED;
     struct sched_batch *b = calloc(1, sizeof *b);
     if (b) {
+        b->held = cap;
+        b->cap = cap;
         b->chunks = calloc(SCHED_BATCH_CHUNKS, sizeof *b->chunks);
-        b->buf = malloc(SCHED_BATCH_BYTES + r->chunk_max);
+        b->buf = malloc(cap);
     }
     if (!b || !b->chunks || !b->buf) {
+        if (!b) {
+            sched_readers_unhold(r, cap);
+            return ORBIT_ENOMEM;
+        }
         sched_batch_free(r, b);
         return ORBIT_ENOMEM;
     }
@@ -76,18 +94,24 @@ batch_new(struct sched_readers *r, struct sched_file *f,
 }
 
 void
+sched_readers_unhold(struct sched_readers *r, size_t bytes)
+{
+    pthread_mutex_lock(&r->mu);
+    r->held_bytes = r->held_bytes >= bytes ? r->held_bytes - bytes : 0;
+    pthread_cond_signal(&r->space_cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void
 sched_batch_free(struct sched_readers *r, struct sched_batch *b)
 {
     if (!b)
         return;
     free(b->chunks);
     free(b->buf);
+    size_t held = b->held;
     free(b);
-    pthread_mutex_lock(&r->mu);
-    size_t sz = SCHED_BATCH_BYTES + r->chunk_max;
-    r->held_bytes = r->held_bytes >= sz ? r->held_bytes - sz : 0;
-    pthread_cond_signal(&r->space_cv);
-    pthread_mutex_unlock(&r->mu);
+    sched_readers_unhold(r, held);
 }
 
 static void
@@ -111,12 +135,14 @@ emit_chunk(struct reader_ctx *c, struct sched_file *f, struct sched_batch **cur,
            const uint8_t *data, size_t len, uint64_t off)
 {
     struct sched_batch *b = *cur;
-    if (b && (b->n == SCHED_BATCH_CHUNKS || b->bytes >= SCHED_BATCH_BYTES)) {
+    if (b && (b->n == SCHED_BATCH_CHUNKS || b->bytes >= SCHED_BATCH_BYTES ||
+              b->cap - b->bytes < len)) {
         batch_post(c->r, b);
         *cur = b = NULL;
     }
     if (!b) {
-        int rc = batch_new(c->r, f, cur);
+        uint64_t left = c->file_size > off ? c->file_size - off : 0;
+        int rc = batch_new(c->r, f, left, len, cur);
         if (rc != 0)
             return rc;
         b = *cur;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "orbit/error.h"
@@ -82,6 +83,7 @@ struct run_result {
 static const uint8_t token[] = "test-token";
 
 static const char *prioritize;
+static unsigned job_retries = 1;
 static uint64_t started_sizes[64];
 static size_t nstarted;
 
@@ -123,7 +125,7 @@ run_job(const char *const *dst_rels, size_t ndst, bool sync, bool del,
     cfg.ndests = ndst;
     cfg.sync_mode = sync;
     cfg.delete_extraneous = del;
-    cfg.retries = 1;
+    cfg.retries = job_retries;
     cfg.retry_initial_ms = 10;
     cfg.retry_max_ms = 10;
     cfg.prioritize = prioritize;
@@ -257,6 +259,10 @@ Test(sched, small_files_get_finer_chunks)
     cr_assert_eq(r.rc, 0);
     cr_assert_geq(r.st.chunks_sent, 16, "a 256 KiB file in %llu chunks",
                   (unsigned long long)r.st.chunks_sent);
+    /* every frame is counted: the chunks, their ids twice (HAVE, COMMIT) */
+    cr_assert_geq(r.st.wire_out, r.st.bytes_sent + 64 * r.st.chunks_sent,
+                  "wire %llu", (unsigned long long)r.st.wire_out);
+    cr_assert_gt(r.st.wire_in, 32 * r.st.chunks_sent); /* PUT_OKs at least */
     char p[512];
     path_of(p, sizeof p, "src/mid.bin");
     int fd = open(p, O_WRONLY);
@@ -269,6 +275,86 @@ Test(sched, small_files_get_finer_chunks)
     cr_assert_gt(r.st.chunks_sent, 0);
     cr_assert_lt(r.st.bytes_raw_sent, 40u << 10, "sent %llu",
                  (unsigned long long)r.st.bytes_raw_sent);
+}
+
+static void
+set_mtime(const char *rel, time_t when)
+{
+    char p[512];
+    path_of(p, sizeof p, rel);
+    struct timespec ts[2] = {{when, 0}, {when, 0}};
+    cr_assert_eq(utimensat(AT_FDCWD, p, ts, 0), 0, "%s", p);
+}
+
+static void
+patch_bytes(const char *rel, off_t off)
+{
+    char p[512];
+    path_of(p, sizeof p, rel);
+    int fd = open(p, O_WRONLY);
+    cr_assert_geq(fd, 0, "%s", p);
+    cr_assert_eq(pwrite(fd, "sixteen bytes!!!", 16, off), 16);
+    close(fd);
+}
+
+/*
+ * sync of files whose mtimes all changed: a small file whose destination
+ * has the same size is offered by digest alone and kept where its bytes
+ * match (mtime set); where they differ (changed at the source, or behind
+ * the star's back at the destination) it is sent the usual way.
+ */
+Test(sched, sync_keeps_unchanged_files_by_digest_alone)
+{
+    mkd("src");
+    write_bytes("src/same.bin", 200000, 11);
+    write_bytes("src/edited.bin", 200000, 12);
+    write_bytes("src/tampered.bin", 100000, 13);
+    write_bytes("src/large.bin", 300u << 10, 14); /* over the probe bound */
+    const char *dst[] = {"d"};
+    struct run_result r;
+    run_job(dst, 1, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    patch_bytes("src/edited.bin", 150000);
+    char tp[512];
+    struct stat tst;
+    path_of(tp, sizeof tp, "d/tampered.bin");
+    cr_assert_eq(stat(tp, &tst), 0);
+    patch_bytes("d/tampered.bin", 5000); /* same size, new ctime */
+    struct timespec back[2] = {tst.st_atim, tst.st_mtim};
+    cr_assert_eq(utimensat(AT_FDCWD, tp, back, 0), 0); /* mtime put back */
+    const char *all[] = {"src/same.bin", "src/edited.bin", "src/tampered.bin",
+                         "src/large.bin"};
+    for (size_t i = 0; i < 4; i++)
+        set_mtime(all[i], 1500000000 + (time_t)i);
+    /* tampered.bin: the star's index still names its old bytes there, so
+     * its COMMIT finds a chunk gone and the file is retried once */
+    job_retries = 3;
+    run_job(dst, 1, true, false, &r);
+    job_retries = 1;
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.ndl, 0, "%s: %s", r.ndl ? r.dl[0].key : "",
+                 r.ndl && r.dl[0].last_error ? r.dl[0].last_error : "");
+    cr_assert_eq(r.st.files_kept, 1, "kept %llu",
+                 (unsigned long long)r.st.files_kept);
+    cr_assert(same_file("src/same.bin", "d/same.bin"));
+    cr_assert(same_file("src/edited.bin", "d/edited.bin"));
+    cr_assert(same_file("src/tampered.bin", "d/tampered.bin"));
+    cr_assert(same_file("src/large.bin", "d/large.bin"));
+    char p[512];
+    struct stat st;
+    path_of(p, sizeof p, "d/same.bin");
+    cr_assert_eq(stat(p, &st), 0);
+    cr_assert_eq(st.st_mtim.tv_sec, 1500000000);
+    /* only the edited and the tampered chunks travel: a few small chunks */
+    cr_assert_lt(r.st.bytes_raw_sent, 100u << 10, "sent %llu",
+                 (unsigned long long)r.st.bytes_raw_sent);
+    /* the same again, now nothing differs: all three small files kept */
+    for (size_t i = 0; i < 4; i++)
+        set_mtime(all[i], 1600000000 + (time_t)i);
+    run_job(dst, 1, true, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.st.files_kept, 3);
+    cr_assert_eq(r.st.bytes_sent, 0);
 }
 
 Test(sched, sync_delete_removes_extraneous_entries)
