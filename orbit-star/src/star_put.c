@@ -384,6 +384,7 @@ star_flush(struct star *s)
         evtimer_del(s->flush_ev);
     if (s->nputs > 0)
         flush_puts(s);
+    star_store_trim(s->store, star_now_ms());
     if (s->ncommits == 0)
         return;
     size_t n = s->ncommits;

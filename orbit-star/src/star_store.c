@@ -26,6 +26,7 @@
  * oldest has waited this long (checked at the end of each commit group). */
 #define FILES_PENDING_MAX 4096
 #define FILES_PENDING_MS  1000
+#define STORE_TRIM_MS     1000 /* index mappings dropped at most this often */
 
 _Static_assert(sizeof(struct chunk_id) == WIRE_ID_LEN, "packed chunk ids");
 
@@ -47,6 +48,7 @@ struct star_store {
     struct starmap_batch *files;  /* queued file-record ops */
     struct stage_set files_paths; /* SHA-256 of their paths */
     uint64_t files_since_ms;      /* first flush check since queued, or 0 */
+    uint64_t trimmed_ms;          /* last starmap_trim() */
     int files_err;                /* latest failed records commit */
     bool pool_dirty;
     bool staging_dir_dirty;
@@ -350,6 +352,15 @@ star_store_files_flush(struct star_store *st, uint64_t now_ms)
     if (now_ms - st->files_since_ms < FILES_PENDING_MS)
         return 0;
     return star_store_files_commit(st);
+}
+
+void
+star_store_trim(struct star_store *st, uint64_t now_ms)
+{
+    if (now_ms - st->trimmed_ms < STORE_TRIM_MS)
+        return;
+    st->trimmed_ms = now_ms;
+    starmap_trim(st->sm, NULL); /* only RSS is at stake: errors ignored */
 }
 
 int

@@ -309,3 +309,62 @@ Test(starmap_files, atomic_with_chunk_ops)
     starmap_batch_free(b);
     starmap_close(sm);
 }
+
+/* KiB of RSS in this process's mappings of the index file (smaps). */
+static size_t
+index_rss_kib(void)
+{
+    char data[256], line[512];
+    snprintf(data, sizeof data, "%s/data.mdb", index_dir);
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    size_t kib = 0;
+    bool in = false;
+    while (fgets(line, sizeof line, f)) {
+        size_t v = 0;
+        if (strchr(line, '-') && strchr(line, ':') && line[0] != ' ' &&
+            !strstr(line, "kB"))
+            in = strstr(line, data) != NULL; /* a mapping's header line */
+        else if (in && sscanf(line, "Rss: %zu kB", &v) == 1)
+            kib += v;
+    }
+    fclose(f);
+    return kib;
+}
+
+Test(starmap_files, trim_drops_mapped_pages_and_keeps_every_record)
+{
+    struct starmap *sm = open_sm();
+    enum { N = 20000 };
+    struct starmap_batch *b = NULL;
+    cr_assert_eq(starmap_batch_new(&b), 0);
+    char path[64];
+    struct starmap_file_rec r, got;
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "dir/%u/file-%u.c", i % 97, i);
+        make_rec(&r, i);
+        cr_assert_eq(starmap_batch_file_put(b, path, &r), 0);
+    }
+    cr_assert_eq(starmap_batch_commit(sm, b, NULL), 0, "%s",
+                 starmap_errmsg(sm));
+    starmap_batch_free(b);
+    for (unsigned i = 0; i < N; i++) { /* touch every page */
+        snprintf(path, sizeof path, "dir/%u/file-%u.c", i % 97, i);
+        cr_assert_eq(starmap_file_get(sm, path, &got), 0);
+    }
+    size_t before = index_rss_kib();
+    cr_assert_gt(before, 1024, "index mapped: %zu KiB", before);
+    size_t trimmed = 0;
+    cr_assert_eq(starmap_trim(sm, &trimmed), 0);
+    cr_assert_geq(trimmed, before * 1024);
+    size_t after = index_rss_kib();
+    cr_assert_lt(after, before / 4, "%zu KiB -> %zu KiB", before, after);
+    for (unsigned i = 0; i < N; i += 7) { /* the same bytes, mapped again */
+        snprintf(path, sizeof path, "dir/%u/file-%u.c", i % 97, i);
+        make_rec(&r, i);
+        cr_assert_eq(starmap_file_get(sm, path, &got), 0);
+        assert_rec_eq(&got, &r);
+    }
+    cr_assert_eq(starmap_trim(NULL, NULL), ORBIT_EINVAL);
+    starmap_close(sm);
+}

@@ -130,6 +130,16 @@ int starmap_container_live(struct starmap *sm, uint32_t container,
 int starmap_count(struct starmap *sm, uint64_t *chunks);
 
 /*
+ * Drop this process's page mappings of the index file (madvise
+ * MADV_DONTNEED on its shared mapping): the pages stay in the page cache and
+ * are mapped again when next read, so nothing read changes, but the
+ * process's RSS stops counting every index page it ever touched. A long-lived
+ * reader of a big index (a star) calls it now and then. *trimmed (may be
+ * NULL): bytes of mapping covered.
+ */
+int starmap_trim(struct starmap *sm, size_t *trimmed);
+
+/*
  * File records: what the star last committed at a path (its digest, size,
  * mtime, ctime, inode and device, as fstat saw them right after the
  * commit), in the "files" database of the same environment. They let a
