@@ -100,6 +100,24 @@ split_path(const char *path, char *parent, const char **base)
     *base = slash + 1;
 }
 
+/*
+ * Open directory rel beneath the root, creating what is missing. The
+ * directory usually exists (the files of a tree share a few hundred), so one
+ * openat2 that follows no symlink is tried first; only when that fails are
+ * the components walked and created one by one (which also gives the
+ * precise error).
+ */
+static int
+open_dir_made(struct star *s, const char *rel, int flags, int *out_fd)
+{
+    if (wire_path_open_nosymlinks(s->rootfd, rel, flags, out_fd) == 0)
+        return 0;
+    int rc = wire_path_mkdirs_beneath(s->rootfd, rel);
+    if (rc == 0)
+        rc = wire_path_open_beneath(s->rootfd, rel, flags, 0, out_fd);
+    return rc;
+}
+
 /* mkdir -p the parent of path and open it (the root itself: a dup). */
 static int
 open_parent(struct star *s, const char *path, int *out_fd, const char **base)
@@ -113,11 +131,7 @@ open_parent(struct star *s, const char *path, int *out_fd, const char **base)
         *out_fd = fd;
         return 0;
     }
-    int rc = wire_path_mkdirs_beneath(s->rootfd, parent);
-    if (rc == 0)
-        rc = wire_path_open_beneath(s->rootfd, parent, O_RDONLY | O_DIRECTORY,
-                                    0, out_fd);
-    return rc;
+    return open_dir_made(s, parent, O_RDONLY | O_DIRECTORY, out_fd);
 }
 
 static int
@@ -473,10 +487,8 @@ commit_dir(struct star *s, struct star_commit_item *it)
 {
     const struct wire_commit *c = &it->c;
     int fd = -1;
-    int rc = wire_path_mkdirs_beneath(s->rootfd, c->path);
-    if (rc == 0)
-        rc = wire_path_open_beneath(
-            s->rootfd, c->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &fd);
+    int rc =
+        open_dir_made(s, c->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, &fd);
     if (rc == ORBIT_EPERM) {
         /* An existing directory without read permission (its mode came
          * from a source that had none): open it with O_PATH and change its

@@ -198,6 +198,25 @@ wire_path_open_walk(int rootfd, const char *rel, int flags, mode_t mode,
     return rc;
 }
 
+/* openat2(rootfd, rel) with these resolve flags: 0 and *out_fd, or -errno
+ * (ENOSYS where the kernel lacks it). */
+static int
+openat2_raw(int rootfd, const char *rel, int flags, mode_t mode,
+            uint64_t resolve, int *out_fd)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(flags | O_CLOEXEC);
+    if (flags & (O_CREAT | O_TMPFILE))
+        how.mode = mode;
+    how.resolve = resolve;
+    long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+    if (fd < 0)
+        return -errno;
+    *out_fd = (int)fd;
+    return 0;
+}
+
 int
 wire_path_open_beneath(int rootfd, const char *rel, int flags, mode_t mode,
                        int *out_fd)
@@ -207,20 +226,26 @@ wire_path_open_beneath(int rootfd, const char *rel, int flags, mode_t mode,
     int rc = check_cstr(rel);
     if (rc < 0)
         return rc;
-    struct open_how how;
-    memset(&how, 0, sizeof how);
-    how.flags = (uint64_t)(flags | O_CLOEXEC);
-    if (flags & (O_CREAT | O_TMPFILE))
-        how.mode = mode;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
-    if (fd >= 0) {
-        *out_fd = (int)fd;
+    int e = openat2_raw(rootfd, rel, flags, mode,
+                        RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, out_fd);
+    if (e == 0)
         return 0;
-    }
-    if (errno != ENOSYS)
-        return errno_to_orbit(errno);
+    if (e != -ENOSYS)
+        return errno_to_orbit(-e);
     return wire_path_open_walk(rootfd, rel, flags, mode, out_fd);
+}
+
+int
+wire_path_open_nosymlinks(int rootfd, const char *rel, int flags, int *out_fd)
+{
+    if (!out_fd)
+        return ORBIT_EINVAL;
+    int rc = check_cstr(rel);
+    if (rc < 0)
+        return rc;
+    int e = openat2_raw(rootfd, rel, flags, 0,
+                        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, out_fd);
+    return e == 0 ? 0 : errno_to_orbit(-e);
 }
 
 int

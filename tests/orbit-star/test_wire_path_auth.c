@@ -153,6 +153,36 @@ Test(wire_path, fallback_walk_refuses_escaping_symlinks, .init = make_root,
     close(rootfd);
 }
 
+/* No symlink at all, even one that stays inside the root. */
+Test(wire_path, open_nosymlinks_follows_none, .init = make_root,
+     .fini = rm_root)
+{
+    int rootfd = open(root, O_PATH | O_DIRECTORY);
+    cr_assert_geq(rootfd, 0);
+    cr_assert_eq(wire_path_mkdirs_beneath(rootfd, "in/deep"), 0);
+    int fd = -1;
+    cr_assert_eq(wire_path_open_nosymlinks(rootfd, "in/deep",
+                                           O_RDONLY | O_DIRECTORY, &fd),
+                 0);
+    close(fd);
+    cr_assert_eq(symlinkat("in", rootfd, "alias"), 0); /* stays inside */
+    cr_assert_neq(wire_path_open_nosymlinks(rootfd, "alias/deep",
+                                            O_RDONLY | O_DIRECTORY, &fd),
+                  0);
+    cr_assert_eq(symlinkat("/etc", rootfd, "out"), 0);
+    cr_assert_neq(
+        wire_path_open_nosymlinks(rootfd, "out", O_RDONLY | O_DIRECTORY, &fd),
+        0);
+    cr_assert_eq(wire_path_open_nosymlinks(rootfd, "missing",
+                                           O_RDONLY | O_DIRECTORY, &fd),
+                 ORBIT_ENOENT);
+    cr_assert_eq(wire_path_open_nosymlinks(rootfd, "../x", O_RDONLY, &fd),
+                 ORBIT_EPATH);
+    cr_assert_eq(wire_path_open_nosymlinks(rootfd, "in", O_RDONLY, NULL),
+                 ORBIT_EINVAL);
+    close(rootfd);
+}
+
 static void
 hex(const char *s, uint8_t *out)
 {

@@ -40,6 +40,15 @@ int wire_path_check(const char *rel, size_t len, char *err, size_t errcap);
 int wire_path_open_beneath(int rootfd, const char *rel, int flags, mode_t mode,
                            int *out_fd);
 
+/*
+ * Open rel below rootfd following no symlink at all (openat2 with
+ * RESOLVE_NO_SYMLINKS): the same answer as walking it with O_NOFOLLOW, in one
+ * call. Any failure (also ENOSYS on old kernels) is returned: callers fall
+ * back to the walk, which gives the precise error.
+ */
+int wire_path_open_nosymlinks(int rootfd, const char *rel, int flags,
+                              int *out_fd);
+
 /* mkdir -p of rel_dir below rootfd (mode 0755), refusing symlinks on the way;
  * "" is the root itself and succeeds. */
 int wire_path_mkdirs_beneath(int rootfd, const char *rel_dir);
