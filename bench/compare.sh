@@ -222,8 +222,8 @@ client() {
     cl_rss=$m
     cl_cpu=$(awk -v u="$u" -v s="$s" 'BEGIN {printf "%.2f", u + s}')
 }
-record() { # case tool rep wall rss_c rss_s cpu_c cpu_s sent raw(bytes|human)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"
+record() { # case tool rep wall rss_c rss_s cpu_c cpu_s sent raw(bytes|human) wire
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"
     printf '  %-9s %-12s run %s: %6.2f s  sent %s  rss %s/%s KiB  cpu %s/%s s\n' \
         "$1" "$2" "$3" "$4" "$9" "$5" "$6" "$7" "$8" >&2
 }
@@ -238,6 +238,12 @@ human_to_bytes() { # "1.3 GiB" -> bytes
 orbit_sent() { # state dir -> exact bytes sent by the last run of its only job
     ORBIT_STATE_DIR=$1 "$ORBIT" status | sed -n 's/.*  sent \([0-9]*\) .*/\1/p' | tail -n1
 }
+orbit_wire() { # report -> bytes of every frame the client sent ("wire: X out")
+    local l
+    l=$(grep -m1 '^  wire:' "$1" | sed 's/^  wire: \([0-9.]*\) \([A-Za-z]*\) out.*/\1 \2/')
+    # shellcheck disable=SC2086
+    [ -n "$l" ] && human_to_bytes $l || echo -
+}
 orbit_raw() { # report -> "bytes|human" of chunks before compression
     local l
     l=$(grep -m1 '^  bytes:' "$1" | sed 's/.*sent (\([0-9.]*\) \([A-Za-z]*\) of chunks.*/\1 \2/')
@@ -247,7 +253,7 @@ orbit_raw() { # report -> "bytes|human" of chunks before compression
 
 run_cp() { # case rep src dst
     client "$1" cp "$2" cp -a "$3" "$4"
-    record "$1" cp "$2" "$cl_wall" "$cl_rss" - "$cl_cpu" - - -
+    record "$1" cp "$2" "$cl_wall" "$cl_rss" - "$cl_cpu" - - - -
 }
 run_rsync() { # case rep src/ module-path/ [rsync options]
     local c=$1 r=$2 src=$3 dst=$4 tool=rsync
@@ -259,13 +265,14 @@ run_rsync() { # case rep src/ module-path/ [rsync options]
     stop_server rsyncd
     local sent
     sent=$(sed -n 's/^Total bytes sent: \([0-9,]*\).*/\1/p' "$S/tmp/last.out" | tr -d ,)
-    record "$c" $tool "$r" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" "$sent" "$sent"
+    record "$c" $tool "$r" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" "$sent" "$sent" "$sent"
 }
 run_orbit_local() { # case rep copy|sync src/ dst
     local st=$S/state/$1-local-$2
     ORBIT_STATE_DIR=$st client "$1" orbit-local "$2" "$ORBIT" "$3" "$4" "$5"
     record "$1" orbit-local "$2" "$cl_wall" "$cl_rss" - "$cl_cpu" - \
-        "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")"
+        "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")" \
+        "$(orbit_wire "$S/tmp/last.out")"
 }
 run_orbit_star() { # case rep copy|sync src/ star-root path
     local st=$S/state/$1-star-$2
@@ -274,7 +281,8 @@ run_orbit_star() { # case rep copy|sync src/ star-root path
         "star://127.0.0.1:$star_port/$6" --token-file "$token"
     stop_server star
     record "$1" orbit-star "$2" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" \
-        "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")"
+        "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")" \
+        "$(orbit_wire "$S/tmp/last.out")"
 }
 # differs REF DIR: files of REF missing or different in DIR (extras are fine:
 # neither rsync -a nor orbit sync deletes without --delete). An rsync daemon
@@ -427,7 +435,8 @@ if want resume; then
     stop_server star
     cmp "$S/src/tar-old/linux.tar" "$root/tar/linux.tar"
     record resume orbit-star 1 "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" \
-        "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")"
+        "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")" \
+        "$(orbit_wire "$S/tmp/last.out")"
     printf 'resume\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$held" "$rc1" \
         "$resume_bwlimit" "$run1_sent" "$ref_sent" >"$S/resume.info"
     rm -rf "$root"

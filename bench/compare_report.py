@@ -52,7 +52,8 @@ def load(path):
             r.append({"wall": num(p[3]), "rss_c": num(p[4]), "rss_s": num(p[5]),
                       "cpu_c": num(p[6]), "cpu_s": num(p[7]), "sent": num(p[8]),
                       "raw": num(p[9].split("|")[0]),
-                      "raw_h": p[9].split("|")[1] if "|" in p[9] else ""})
+                      "raw_h": p[9].split("|")[1] if "|" in p[9] else "",
+                      "wire": num(p[10]) if len(p) > 10 else None})
     return rows
 
 
@@ -109,9 +110,10 @@ def build(a):
           f"the tree and of {a.runs} for the .tar (min–max in brackets when "
           f"more than one); RSS is the worst run; CPU is user+sys.")
         w("")
-    w("| case | tool | wall s | × rsync | sent MiB | × rsync | RSS source MiB "
-      "| RSS dest MiB | CPU source s | CPU dest s |")
-    w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("| case | tool | wall s | × rsync | sent MiB | × rsync | wire MiB | × rsync "
+      "| RSS source MiB | RSS dest MiB | CPU source s | CPU dest s |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+      "| ---: |")
     for case, title in CASES:
         ref = s.get((case, "rsync"))
         first = True
@@ -131,11 +133,16 @@ def build(a):
             rb = "–"
             if ref and ref["sent"] and x["sent"] is not None:
                 rb = f"{x['sent'] / ref['sent']:.3f}"
+            wire = fmt(x["wire"] / MIB if x["wire"] is not None else None, ",.1f")
+            rwire = "–"
+            if ref and ref["wire"] and x["wire"] is not None:
+                rwire = f"{x['wire'] / ref['wire']:.3f}"
             dest_rss = x["rss_s"]
             dest = fmt(dest_rss / 1024 if dest_rss else None, ".1f",
                        "(in-process)" if tool == "orbit-local" else "–")
             w(f"| {title if first else ''}"
               f" | {TOOL_LABEL[tool]} | {wall} | {rw} | {sent} | {rb} "
+              f"| {wire} | {rwire} "
               f"| {fmt(x['rss_c'] / 1024 if x['rss_c'] else None, '.1f')} | {dest} "
               f"| {fmt(x['cpu_c'], '.1f')} | {fmt(x['cpu_s'], '.1f')} |")
             first = False
@@ -161,10 +168,14 @@ def build(a):
         if ts and x:
             ok_t = x["wall"] <= ts["wall"] / 4
             ok_b = x["sent"] is not None and ts["sent"] is not None and x["sent"] <= ts["sent"]
-            w(f"- tree sync ≤ ¼ of rsync's time and no more bytes, {TOOL_LABEL[tool]}: "
-              f"{x['wall']:.1f} s vs {ts['wall']:.1f} s (×{x['wall'] / ts['wall']:.2f}) "
-              f"— {met(ok_t)}; {x['sent'] / MIB:,.1f} MiB vs {ts['sent'] / MIB:,.1f} MiB "
-              f"— {met(ok_b)}")
+            line = (f"- tree sync ≤ ¼ of rsync's time and no more bytes, {TOOL_LABEL[tool]}: "
+                    f"{x['wall']:.1f} s vs {ts['wall']:.1f} s (×{x['wall'] / ts['wall']:.2f}) "
+                    f"— {met(ok_t)}; chunk payload {x['sent'] / MIB:,.1f} MiB vs "
+                    f"{ts['sent'] / MIB:,.1f} MiB — {met(ok_b)}")
+            if x["wire"] is not None and ts["sent"]:
+                line += (f"; every frame {x['wire'] / MIB:,.1f} MiB vs "
+                         f"{ts['sent'] / MIB:,.1f} MiB — {met(x['wire'] <= ts['sent'])}")
+            w(line)
     r = s.get(("resume", "orbit-star"))
     if r and resume:
         size, held, rc1, bw = float(resume[1]), float(resume[2]), resume[3], resume[4]
