@@ -238,11 +238,13 @@ human_to_bytes() { # "1.3 GiB" -> bytes
 orbit_sent() { # state dir -> exact bytes sent by the last run of its only job
     ORBIT_STATE_DIR=$1 "$ORBIT" status | sed -n 's/.*  sent \([0-9]*\) .*/\1/p' | tail -n1
 }
-orbit_wire() { # report -> bytes of every frame the client sent ("wire: X out")
-    local l
-    l=$(grep -m1 '^  wire:' "$1" | sed 's/^  wire: \([0-9.]*\) \([A-Za-z]*\) out.*/\1 \2/')
+orbit_wire() { # report -> bytes of every frame both ways ("wire: X out, Y in")
+    local o i
+    o=$(grep -m1 '^  wire:' "$1" | sed 's/^  wire: \([0-9.]*\) \([A-Za-z]*\) out.*/\1 \2/')
+    i=$(grep -m1 '^  wire:' "$1" | sed 's/.* out, \([0-9.]*\) \([A-Za-z]*\) in.*/\1 \2/')
+    if [ -z "$o" ] || [ -z "$i" ]; then echo -; return; fi
     # shellcheck disable=SC2086
-    [ -n "$l" ] && human_to_bytes $l || echo -
+    echo $(($(human_to_bytes $o) + $(human_to_bytes $i)))
 }
 orbit_raw() { # report -> "bytes|human" of chunks before compression
     local l
@@ -263,9 +265,11 @@ run_rsync() { # case rep src/ module-path/ [rsync options]
     client "$c" $tool "$r" rsync -a --stats "$@" "$src" \
         "rsync://127.0.0.1:$rsync_port/bench/$dst"
     stop_server rsyncd
-    local sent
+    local sent recv
     sent=$(sed -n 's/^Total bytes sent: \([0-9,]*\).*/\1/p' "$S/tmp/last.out" | tr -d ,)
-    record "$c" $tool "$r" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" "$sent" "$sent" "$sent"
+    recv=$(sed -n 's/^Total bytes received: \([0-9,]*\).*/\1/p' "$S/tmp/last.out" | tr -d ,)
+    record "$c" $tool "$r" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" "$sent" "$sent" \
+        "$((sent + recv))"
 }
 run_orbit_local() { # case rep copy|sync src/ dst
     local st=$S/state/$1-local-$2

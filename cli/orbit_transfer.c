@@ -51,8 +51,8 @@ human(uint64_t n, char *buf, size_t cap)
     }
     if (u == 0)
         snprintf(buf, cap, "%" PRIu64 " B", n);
-    else
-        snprintf(buf, cap, "%.1f %s", v, units[u]);
+    else /* three significant digits from GiB on */
+        snprintf(buf, cap, u >= 3 ? "%.2f %s" : "%.1f %s", v, units[u]);
 }
 
 /* ---- destination and sources
@@ -318,7 +318,8 @@ print_report(struct xfer_ui *ui, const struct sched_stats *st,
            ui->o->dry_run ? "dry run" : "done", secs);
     printf("  files: %" PRIu64 " sent, %" PRIu64 " unchanged, %" PRIu64
            " dead letters, %" PRIu64 " seen",
-           st->files_done, st->files_skipped, st->files_failed, st->files_seen);
+           st->files_done - st->files_kept, st->files_skipped, st->files_failed,
+           st->files_seen);
     if (st->files_kept)
         printf(", %" PRIu64 " kept in place", st->files_kept);
     if (st->deleted)

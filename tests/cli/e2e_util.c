@@ -756,6 +756,12 @@ e2e_report(const char *out)
                &v[0], u[0], &v[1], u[1], &v[2], u[2], &v[3], u[3]) != 8)
         return r;
     r.found = true;
+    const char *k = strstr(f, " seen, ");
+    const char *eol = strchr(f, '\n');
+    unsigned long long kept = 0;
+    if (k && (!eol || k < eol))
+        sscanf(k, " seen, %llu kept in place", &kept);
+    r.files_kept = kept;
     r.files_sent = fs;
     r.files_unchanged = fu;
     r.files_dead = fd;

@@ -134,6 +134,7 @@ unsigned e2e_compare_trees(const char *src, const char *dst, int flags,
 struct e2e_report {
     bool found;
     uint64_t files_sent, files_unchanged, files_dead, files_seen;
+    uint64_t files_kept; /* "N kept in place" (sync by digest), 0 if absent */
     uint64_t bytes_read, bytes_sent, bytes_chunks, bytes_dedup;
 };
 

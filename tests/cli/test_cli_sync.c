@@ -137,6 +137,33 @@ Test(cli_sync, unchanged_files_are_skipped_and_nothing_is_sent)
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0);
 }
 
+/*
+ * Every mtime changed, no byte: the small files are kept by their digest
+ * alone ("kept in place"), nothing is sent, the times are the source's,
+ * and the report counts every frame on its wire line.
+ */
+Test(cli_sync, a_touched_tree_is_kept_in_place_by_digest)
+{
+    struct e2e_tree tree;
+    e2e_make_tree(t->src, 40, 600u << 10, &tree);
+    struct e2e_proc p;
+    struct e2e_report r = sync_report(&p, NULL);
+    e2e_proc_free(&p);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd,
+             "find '%s' -type f -exec touch -h -d @1500000000 {} +", t->src);
+    cr_assert_eq(system(cmd), 0);
+    r = sync_report(&p, NULL);
+    cr_assert(r.found, "%s", p.out);
+    cr_expect_gt(r.files_kept, 0, "nothing kept in place:\n%s", p.out);
+    cr_expect_leq(r.files_kept, tree.files);
+    cr_expect_eq(r.bytes_sent, 0, "a touched tree sent bytes:\n%s", p.out);
+    cr_expect_not_null(strstr(p.out, "\n  wire: "), "no wire line:\n%s", p.out);
+    e2e_proc_free(&p);
+    cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
+                 "times or bytes differ after the sync");
+}
+
 Test(cli_sync, a_small_change_in_a_big_file_sends_a_small_fraction)
 {
     enum { SIZE = 8 << 20, CHANGE = 4096 };
