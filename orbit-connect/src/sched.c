@@ -588,10 +588,12 @@ sched_probe_answered(struct sched *s, struct sched_file *f, unsigned d, int err,
     f->pending[d]--;
     f->probing &= ~bit;
     f->batches_open++; /* hold f while it may end */
-    if (err == 0 && !s->tearing_down) {
+    if (err == 0) {
         f->commit_mask |= bit; /* committed in place */
         s->st.files_kept++;
         sched_count_dedup(s, f, f->size);
+    } else if (s->tearing_down) {
+        /* cancelled with the job: nothing more to send */
     } else if (err == ORBIT_ENOENT) {
         unpark_to(s, f, d);
     } else {

@@ -357,6 +357,44 @@ Test(sched, sync_keeps_unchanged_files_by_digest_alone)
     cr_assert_eq(r.st.bytes_sent, 0);
 }
 
+/* Two destinations, one holding the files (probed, kept) and one empty
+ * (sent the usual way): both end equal to the source. */
+Test(sched, probe_on_one_destination_and_chunks_to_the_other)
+{
+    mkd("src");
+    write_bytes("src/a.bin", 150000, 21);
+    write_bytes("src/b.bin", 90000, 22);
+    const char *one[] = {"d1"};
+    struct run_result r;
+    run_job(one, 1, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    set_mtime("src/a.bin", 1500000000);
+    set_mtime("src/b.bin", 1500000001);
+    const char *two[] = {"d1", "d2"};
+    run_job(two, 2, true, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.ndl, 0);
+    cr_assert_eq(r.st.files_kept, 2); /* on d1 */
+    cr_assert_geq(r.st.bytes_raw_sent, 240000, "d2 gets every byte");
+    const char *files[] = {"a.bin", "b.bin"};
+    for (size_t i = 0; i < 2; i++) {
+        char a[64], b1[64], b2[64];
+        snprintf(a, sizeof a, "src/%s", files[i]);
+        snprintf(b1, sizeof b1, "d1/%s", files[i]);
+        snprintf(b2, sizeof b2, "d2/%s", files[i]);
+        cr_assert(same_file(a, b1));
+        cr_assert(same_file(a, b2));
+        char p1[512];
+        struct stat st;
+        path_of(p1, sizeof p1, b1);
+        cr_assert_eq(stat(p1, &st), 0);
+        cr_assert_eq(st.st_mtim.tv_sec, 1500000000 + (time_t)i);
+        path_of(p1, sizeof p1, b2);
+        cr_assert_eq(stat(p1, &st), 0);
+        cr_assert_eq(st.st_mtim.tv_sec, 1500000000 + (time_t)i);
+    }
+}
+
 Test(sched, sync_delete_removes_extraneous_entries)
 {
     make_tree();
