@@ -506,41 +506,13 @@ refs_append(struct sched_file *f, const struct sched_batch *b)
     return 0;
 }
 
-static void
-on_batch(struct sched *s, struct sched_batch *b)
-{
-    struct sched_file *f = b->file;
-    f->batches_open++;
-    s->st.bytes_read += b->bytes;
-    b->refs = 1; /* held during routing */
-    if (refs_append(f, b) != 0) {
-        for (unsigned d = 0; d < s->ndests; d++)
-            if (f->dest_mask & (1u << d))
-                sched_file_fail(s, f, d, ORBIT_ENOMEM, "out of memory");
-    }
-    uint32_t park = f->dest_mask & f->probe_mask & ~f->failed_mask;
-    for (unsigned d = 0; d < s->ndests; d++) {
-        uint32_t bit = 1u << d;
-        if ((f->dest_mask & bit) && !(f->failed_mask & bit) && !(park & bit))
-            sched_dest_enqueue(&s->dests[d], b);
-    }
-    if (park) { /* kept until every probe is answered, in file order */
-        struct sched_batch **tail = &f->parked;
-        while (*tail)
-            tail = &(*tail)->park_next;
-        b->park_next = NULL;
-        *tail = b;
-        b->refs++;
-    }
-    sched_batch_unref(s, b);
-}
-
 /* Drop the batches parked for probes (every probe answered). */
 static void
 release_parked(struct sched *s, struct sched_file *f)
 {
     struct sched_batch *b = f->parked;
     f->parked = NULL;
+    f->parked_bytes = 0;
     while (b) {
         struct sched_batch *next = b->park_next;
         sched_batch_unref(s, b);
@@ -558,6 +530,45 @@ unpark_to(struct sched *s, struct sched_file *f, unsigned d)
     for (struct sched_batch *b = f->parked; b; b = b->park_next)
         sched_dest_enqueue(&s->dests[d], b);
     sched_dest_flush(&s->dests[d]);
+}
+
+static void
+on_batch(struct sched *s, struct sched_batch *b)
+{
+    struct sched_file *f = b->file;
+    f->batches_open++;
+    s->st.bytes_read += b->bytes;
+    b->refs = 1; /* held during routing */
+    if (refs_append(f, b) != 0) {
+        for (unsigned d = 0; d < s->ndests; d++)
+            if (f->dest_mask & (1u << d))
+                sched_file_fail(s, f, d, ORBIT_ENOMEM, "out of memory");
+    }
+    uint32_t park = f->dest_mask & f->probe_mask & ~f->failed_mask;
+    if (park && f->parked_bytes + b->bytes > SCHED_PROBE_MAX) {
+        /* grown past the bound since the walk: parking more could fill
+         * the held-data limit with batches only this read would free */
+        for (unsigned d = 0; d < s->ndests; d++)
+            if (park & (1u << d))
+                unpark_to(s, f, d);
+        release_parked(s, f);
+        park = 0;
+    }
+    for (unsigned d = 0; d < s->ndests; d++) {
+        uint32_t bit = 1u << d;
+        if ((f->dest_mask & bit) && !(f->failed_mask & bit) && !(park & bit))
+            sched_dest_enqueue(&s->dests[d], b);
+    }
+    if (park) { /* kept until every probe is answered, in file order */
+        struct sched_batch **tail = &f->parked;
+        while (*tail)
+            tail = &(*tail)->park_next;
+        b->park_next = NULL;
+        *tail = b;
+        b->refs++;
+        f->parked_bytes += b->bytes;
+    }
+    sched_batch_unref(s, b);
 }
 
 /* The file is read: offer it by digest where a probe was planned. */

@@ -37,6 +37,7 @@ struct sched_file {
                                    here: ask them to keep it by digest first */
     uint32_t probing;           /* destinations whose probe is unanswered */
     struct sched_batch *parked; /* batches held for a probe's answer */
+    uint64_t parked_bytes;
     int fail_err[SCHED_MAX_DESTS];
     char *fail_msg[SCHED_MAX_DESTS];
     uint32_t pending[SCHED_MAX_DESTS];     /* HAVE ids + PUTs + COMMIT open */

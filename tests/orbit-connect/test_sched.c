@@ -87,12 +87,30 @@ static unsigned job_retries = 1;
 static uint64_t started_sizes[64];
 static size_t nstarted;
 
+static const char *grow_on_start; /* src-relative file to grow when started */
+
+static void
+append_bytes(const char *rel, size_t len)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/src/%s", tmp, rel);
+    FILE *f = fopen(p, "ab");
+    cr_assert_not_null(f, "%s", p);
+    for (size_t i = 0; i < len; i++)
+        fputc((int)((i * 2654435761u) >> 13 & 0xff), f);
+    cr_assert_eq(fclose(f), 0);
+}
+
 static void
 on_file(void *arg, const struct sched_file_event *ev)
 {
     (void)arg;
     if (ev->outcome == SCHED_FILE_STARTED && nstarted < 64)
         started_sizes[nstarted++] = ev->size;
+    /* between the walk (which planned a probe on its size) and the read */
+    if (ev->outcome == SCHED_FILE_STARTED && grow_on_start &&
+        strcmp(ev->path, grow_on_start) == 0)
+        append_bytes(grow_on_start, 24u << 20);
 }
 
 static void
@@ -393,6 +411,27 @@ Test(sched, probe_on_one_destination_and_chunks_to_the_other)
         cr_assert_eq(stat(p1, &st), 0);
         cr_assert_eq(st.st_mtim.tv_sec, 1500000000 + (time_t)i);
     }
+}
+
+/* A file planned for a probe that grew by 24 MiB before it was read: more
+ * than the held-data limit would be parked waiting for an answer that only
+ * the end of the read sends; it goes the usual way instead. */
+Test(sched, a_probed_file_that_grew_is_sent_the_usual_way)
+{
+    mkd("src");
+    write_bytes("src/grows.bin", 100000, 31);
+    const char *dst[] = {"d"};
+    struct run_result r;
+    run_job(dst, 1, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    set_mtime("src/grows.bin", 1500000000);
+    grow_on_start = "grows.bin";
+    run_job(dst, 1, true, false, &r);
+    grow_on_start = NULL;
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.ndl, 0);
+    cr_assert_eq(r.st.files_kept, 0);
+    cr_assert(same_file("src/grows.bin", "d/grows.bin"));
 }
 
 Test(sched, sync_delete_removes_extraneous_entries)
