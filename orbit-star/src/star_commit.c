@@ -415,13 +415,17 @@ assemble_regular(struct star *s, struct star_commit_item *it)
     struct star_partial *p = NULL;
     if (partial_take(s, it, &p) < 0)
         return;
-    char name[65];
-    star_store_staging_name(c->path, name);
-    star_store_forget_staging(s->store, c->path);
-    int fd = openat(star_store_staging_dir(s->store), name,
+    /* the fd its PUTs wrote through, when still cached: synced with the
+     * group below like any other */
+    int fd = star_store_staging_take(s->store, c->path);
+    if (fd < 0) {
+        char name[65];
+        star_store_staging_name(c->path, name);
+        fd = openat(star_store_staging_dir(s->store), name,
                     O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd >= 0)
-        star_store_staging_made(s->store, c->path);
+        if (fd >= 0)
+            star_store_staging_made(s->store, c->path);
+    }
     bool whole = c->chunk_first == 0 && c->n == c->chunk_total;
     int rc = fd < 0  ? fail(it, orbit_err_from_errno(errno), WIRE_NO_ITEM,
                             "staging file")

@@ -508,6 +508,28 @@ star_store_forget_staging(struct star_store *st, const char *path)
             stage_evict(&st->stage[i]);
 }
 
+int
+star_store_staging_take(struct star_store *st, const char *path)
+{
+    char name[65];
+    star_store_staging_name(path, name);
+    for (size_t i = 0; i < STAGE_CACHE; i++) {
+        struct stage_fd *e = &st->stage[i];
+        if (e->fd >= 0 && strcmp(e->name, name) == 0) {
+            if (e->dirty) { /* unacknowledged writes: synced as before */
+                stage_evict(e);
+                return -1;
+            }
+            int fd = e->fd;
+            e->fd = -1;
+            e->dirty = false;
+            e->name[0] = 0;
+            return fd;
+        }
+    }
+    return -1;
+}
+
 /* The cached fd of a staging file; created only when create is set. */
 static int
 stage_get(struct star_store *st, const char *path, bool create,
@@ -526,13 +548,26 @@ stage_get(struct star_store *st, const char *path, bool create,
         if (e->fd < 0 || (victim->fd >= 0 && e->used < victim->used))
             victim = e;
     }
-    int fd = openat(st->stagingfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    /* When the set of staging files is known, a path not in it has none:
+     * create it straight away instead of failing an open first. */
+    uint8_t h[32];
+    staging_key(path, h);
+    bool none = st->staged_known && !stage_set_has(&st->staged, h);
+    int fd = -1;
+    if (none)
+        errno = ENOENT;
+    else
+        fd = openat(st->stagingfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 && errno == ENOENT && create) {
         fd = openat(st->stagingfd, name,
                     O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd >= 0) {
             st->staging_dir_dirty = true;
             star_store_staging_made(st, path);
+        } else if (errno == EEXIST && none) { /* the set was wrong */
+            fd = openat(st->stagingfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+            if (fd >= 0)
+                star_store_staging_made(st, path);
         }
     }
     if (fd < 0)

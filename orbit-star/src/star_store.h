@@ -137,6 +137,12 @@ const char *star_store_errmsg(const struct star_store *st);
  * ORBIT_ECORRUPT. */
 int star_store_check(struct star_store *st);
 
+/* Hand over the cached fd of path's staging file, its acknowledged writes
+ * already durable (the cache forgets it; the caller's commit syncs what it
+ * writes), or -1 when none is cached (or it held unsynced writes: then it
+ * is synced and closed as by forget_staging). */
+int star_store_staging_take(struct star_store *st, const char *path);
+
 /* The staging directory fd (borrowed) and the staging name of path (65
  * bytes with the NUL); forget closes the cached fd of path's staging file. */
 int star_store_staging_dir(struct star_store *st);
