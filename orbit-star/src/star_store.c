@@ -535,8 +535,10 @@ static int
 stage_get(struct star_store *st, const char *path, bool create,
           struct stage_fd **out)
 {
+    uint8_t h[32];
     char name[65];
-    star_store_staging_name(path, name);
+    staging_key(path, h); /* one SHA-256 of the path gives both */
+    staging_hex(h, name);
     struct stage_fd *victim = &st->stage[0];
     for (size_t i = 0; i < STAGE_CACHE; i++) {
         struct stage_fd *e = &st->stage[i];
@@ -550,25 +552,21 @@ stage_get(struct star_store *st, const char *path, bool create,
     }
     /* When the set of staging files is known, a path not in it has none:
      * create it straight away instead of failing an open first. */
-    uint8_t h[32];
-    staging_key(path, h);
     bool none = st->staged_known && !stage_set_has(&st->staged, h);
-    int fd = -1;
-    if (none)
-        errno = ENOENT;
-    else
-        fd = openat(st->stagingfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 && errno == ENOENT && create) {
+    int fd = none
+                 ? -1
+                 : openat(st->stagingfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && (none || errno == ENOENT) && create) {
         fd = openat(st->stagingfd, name,
                     O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0) {
+        if (fd >= 0)
             st->staging_dir_dirty = true;
-            star_store_staging_made(st, path);
-        } else if (errno == EEXIST && none) { /* the set was wrong */
+        else if (errno == EEXIST && none) /* the set was wrong */
             fd = openat(st->stagingfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-            if (fd >= 0)
-                star_store_staging_made(st, path);
-        }
+        if (fd >= 0)
+            staged_add(st, h);
+    } else if (fd < 0 && none) {
+        errno = ENOENT; /* not created: there is none */
     }
     if (fd < 0)
         return errno_rc();
