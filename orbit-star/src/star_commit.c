@@ -715,15 +715,22 @@ sync_files(struct star *s, struct star_commit_item *items, size_t n)
     bool many = n >= STAR_SYNCFS_MIN;
     int all = 0;
     dev_t rdev = 0;
+    bool staged_covered = false; /* staging files: on ROOT's file system */
     if (many) {
         all = syncfs(s->rootfd) == 0 ? 0 : orbit_err_from_errno(errno);
         rdev = root_dev(s);
+        staged_covered = on_dev(star_store_staging_dir(s->store), rdev);
     }
     for (size_t i = 0; i < n; i++) {
         struct star_commit_item *it = &items[i];
         if (it->fd >= 0 && it->rc == 0) {
             int rc = all;
-            if (rc == 0 && !(many && on_dev(it->fd, rdev)))
+            /* only what sits in place (a file or directory at its path) may
+             * be on a mount inside ROOT: fstat those, not each staged file */
+            bool staged = !it->in_place && it->c.ftype == WIRE_FT_REGULAR;
+            bool covered =
+                many && (staged ? staged_covered : on_dev(it->fd, rdev));
+            if (rc == 0 && !covered)
                 rc = fsync(it->fd) == 0 ? 0 : orbit_err_from_errno(errno);
             if (rc < 0)
                 fail(it, rc, WIRE_NO_ITEM, "fsync");
