@@ -946,3 +946,31 @@ e2e_serve_start(struct e2e *t, struct e2e_proc *p, uint16_t port)
     }
     cr_assert_fail("orbit serve did not answer on %s", api);
 }
+
+char *
+e2e_wait_job(const struct e2e *t, uint16_t port, const char *id,
+             const char *want, int seconds)
+{
+    char path[128], needle[64];
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    snprintf(needle, sizeof needle, "\"state\":\"%s\"", want);
+    char *body = NULL;
+    for (int i = 0; i < seconds * 20; i++) {
+        free(body);
+        body = e2e_http_get(port, path);
+        if (body && strstr(body, needle))
+            return body;
+        if (body && (strstr(body, "\"state\":\"failed\"") ||
+                     strstr(body, "\"state\":\"partial\"") ||
+                     strstr(body, "\"state\":\"canceled\"")))
+            break; /* ended otherwise: no use waiting */
+        e2e_nap_ms(50);
+    }
+    char log[E2E_PATH * 2];
+    snprintf(log, sizeof log, "%s/logs/%s.log", t->state, id);
+    size_t n = 0;
+    char *text = e2e_exists(log) ? (char *)e2e_read_all(log, &n) : NULL;
+    cr_assert_fail("job %s never reached %s; last answer:\n%s\njob log:\n%s",
+                   id, want, body ? body : "(none)", text ? text : "(none)");
+    return NULL;
+}

@@ -171,6 +171,11 @@ void e2e_nap_ms(long ms);
 /* GET path from 127.0.0.1:port: the response body (malloc'd), or NULL when
  * nothing listens there. */
 char *e2e_http_get(uint16_t port, const char *path);
+/* Poll GET /api/jobs/ID until its state is `want` (malloc'd body); fails
+ * the test at once if the job ends in another state, or after `seconds`,
+ * with the last answer and the job's log. */
+char *e2e_wait_job(const struct e2e *t, uint16_t port, const char *id,
+                   const char *want, int seconds);
 
 /* Start `orbit serve --api 127.0.0.1:PORT --state-dir STATE` and wait until
  * it answers /healthz. */

@@ -187,33 +187,6 @@ Test(cli_kills, orbit_killed_at_seeded_moments)
 
 /* ---- orbit serve ---- */
 
-static char *
-wait_job(uint16_t port, const char *id, const char *want, int seconds)
-{
-    char path[128], needle[64];
-    snprintf(path, sizeof path, "/api/jobs/%s", id);
-    snprintf(needle, sizeof needle, "\"state\":\"%s\"", want);
-    char *body = NULL;
-    for (int i = 0; i < seconds * 20; i++) {
-        free(body);
-        body = e2e_http_get(port, path);
-        if (body && strstr(body, needle))
-            return body;
-        if (body && (strstr(body, "\"state\":\"failed\"") ||
-                     strstr(body, "\"state\":\"partial\"") ||
-                     strstr(body, "\"state\":\"canceled\"")))
-            break; /* ended otherwise: no use waiting */
-        e2e_nap_ms(50);
-    }
-    char log[E2E_PATH * 2];
-    snprintf(log, sizeof log, "%s/logs/%s.log", t->state, id);
-    size_t n = 0;
-    char *text = e2e_exists(log) ? (char *)e2e_read_all(log, &n) : NULL;
-    cr_assert_fail("job %s never reached %s; last answer:\n%s\njob log:\n%s",
-                   id, want, body ? body : "(none)", text ? text : "(none)");
-    return NULL;
-}
-
 /* The job processes of `orbit serve` pid (its children), at most cap. */
 static size_t
 serve_children(pid_t pid, pid_t *out, size_t cap)
@@ -258,7 +231,7 @@ serve_cut(uint16_t port, char *id, pid_t *jobs, size_t *njobs)
     cr_assert_not_null(at, "no job id in:\n%s", p.out);
     cr_assert_eq(sscanf(at, "submitted job %16s", id), 1);
     e2e_proc_free(&p);
-    free(wait_job(port, id, "running", 20));
+    free(e2e_wait_job(t, port, id, "running", 20));
     e2e_nap_ms(cut_delay_ms(7));
     *njobs = serve_children(serve.pid, jobs, 4);
     cr_assert_geq(*njobs, 1, "orbit serve runs no job process");
@@ -275,7 +248,7 @@ serve_resumes(uint16_t port, const char *id)
 {
     struct e2e_proc serve;
     e2e_serve_start(t, &serve, port);
-    free(wait_job(port, id, "completed", 60));
+    free(e2e_wait_job(t, port, id, "completed", 60));
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, E2E_CMP_NO_EXTRA, NULL), 0,
                  "the resumed job's destination differs from the source");
     kill(serve.pid, SIGTERM);

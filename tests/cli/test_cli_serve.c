@@ -26,26 +26,6 @@ TestSuite(cli_serve, .init = e2e_suite_init, .fini = e2e_suite_fini,
 
 /* GET path from 127.0.0.1:port; the body (malloc'd) or NULL. */
 
-/* Poll the job until its state is `want` (or the time runs out). */
-static char *
-wait_job(uint16_t port, const char *id, const char *want, int seconds)
-{
-    char path[128], needle[64];
-    snprintf(path, sizeof path, "/api/jobs/%s", id);
-    snprintf(needle, sizeof needle, "\"state\":\"%s\"", want);
-    char *body = NULL;
-    for (int i = 0; i < seconds * 20; i++) {
-        free(body);
-        body = e2e_http_get(port, path);
-        if (body && strstr(body, needle))
-            return body;
-        e2e_nap_ms(50);
-    }
-    cr_assert_fail("job %s never reached %s; last answer:\n%s", id, want,
-                   body ? body : "(none)");
-    return NULL;
-}
-
 static void
 submitted_id(const char *out, char *id)
 {
@@ -69,7 +49,7 @@ Test(cli_serve, a_submitted_copy_runs_and_reports)
     char id[17];
     submitted_id(p.out, id);
     e2e_proc_free(&p);
-    free(wait_job(port, id, "completed", 60));
+    free(e2e_wait_job(t, port, id, "completed", 60));
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, 0, NULL), 0);
     /* the control plane hears of the end when it reaps the job's process */
     char *b = NULL;
@@ -122,7 +102,7 @@ Test(cli_serve, a_running_job_resumes_after_a_restart)
               p.out);
     e2e_proc_free(&p);
     e2e_serve_start(t, &serve, port);
-    free(wait_job(port, id, "completed", 60));
+    free(e2e_wait_job(t, port, id, "completed", 60));
     cr_assert_eq(e2e_compare_trees(t->src, t->dst, 0, NULL), 0);
     kill(serve.pid, SIGTERM);
     e2e_wait(&serve, 30);

@@ -226,6 +226,18 @@ fu_stop(pid_t pid, int timeout_ms)
     return st;
 }
 
+/* Cleanup after a test, passed or failed: stop every process still
+ * recorded (pid > 0) and forget it. */
+FU_UNUSED static void
+fu_stop_all(pid_t *const *pids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (*pids[i] > 0 && fu_stop(*pids[i], 5000) == -1)
+            cr_log_warn("process %d did not exit", (int)*pids[i]);
+        *pids[i] = 0;
+    }
+}
+
 /* A blocking loopback connection with receive/send timeouts. */
 FU_UNUSED static int
 fu_connect(uint16_t port, int timeout_s)

@@ -142,12 +142,8 @@ static struct run R;
 static void
 copy_cleanup(void)
 {
-    pid_t *pids[] = {&R.proxy_pid, &R.star_pid};
-    for (size_t i = 0; i < 2; i++) {
-        if (*pids[i] > 0 && fu_stop(*pids[i], 5000) == -1)
-            cr_log_warn("process %d did not exit", (int)*pids[i]);
-        *pids[i] = 0;
-    }
+    pid_t *const pids[] = {&R.proxy_pid, &R.star_pid};
+    fu_stop_all(pids, 2);
     json_decref(R.dead);
     R.dead = NULL;
     fu_rmrf(R.box);

@@ -45,12 +45,8 @@ static struct df_run R;
 static void
 df_cleanup(void)
 {
-    pid_t *pids[] = {&R.copy_pid, &R.star_pid};
-    for (size_t i = 0; i < 2; i++) {
-        if (*pids[i] > 0 && fu_stop(*pids[i], 5000) == -1)
-            cr_log_warn("process %d did not exit", (int)*pids[i]);
-        *pids[i] = 0;
-    }
+    pid_t *const pids[] = {&R.copy_pid, &R.star_pid};
+    fu_stop_all(pids, 2);
     if (R.mounted && umount2(R.root, MNT_DETACH) != 0)
         cr_log_warn("umount %s: %s", R.root, strerror(errno));
     R.mounted = false;
