@@ -339,6 +339,7 @@ static void *
 reader_main(void *arg)
 {
     struct sched_readers *r = arg;
+    pthread_setname_np(pthread_self(), "orbit-reader"); /* for top -H */
     struct reader_ctx c;
     int init_rc = reader_ctx_init(&c, r);
     struct sched_file *f;

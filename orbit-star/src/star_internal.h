@@ -107,6 +107,8 @@ struct star {
 
     /* sync round */
     struct event *flush_ev;
+    uint64_t round_started_us; /* monotonic start of the latest flush */
+    size_t round_items;        /* PUTs and COMMITs it carried */
     struct star_put_item *puts;
     size_t nputs;
     uint64_t put_bytes;

@@ -8,12 +8,17 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zstd.h>
 
 #include "orbit/error.h"
 #include "orbit/wire_path.h"
 #include "star_internal.h"
 #include "star_alloc.h"
+
+/* A round that gathered this many requests was a busy one: the next is
+ * spaced by round_interval_us. */
+#define STAR_BUSY_ROUND 16
 
 /* Manifest bytes held before a group is committed regardless of count. */
 #define COMMIT_GROUP_BYTES ((uint64_t)32 << 20)
@@ -59,12 +64,28 @@ star_batch_release(struct star *s)
     s->flush_ev = NULL;
 }
 
+static uint64_t
+now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* After a busy round (pipelined clients: many requests gathered) the next
+ * starts round_interval_us after it, so one sync covers what comes in
+ * meanwhile; after a small one (a client waiting for each reply, or a
+ * quiet spell) it starts at once, batch_delay_us later. */
 static void
 arm_flush(struct star *s)
 {
     if (evtimer_pending(s->flush_ev, NULL))
         return;
-    uint32_t us = s->cfg.batch_delay_us;
+    uint64_t us = s->cfg.batch_delay_us;
+    uint64_t next = s->round_started_us + s->cfg.round_interval_us;
+    uint64_t now = now_us();
+    if (s->round_items >= STAR_BUSY_ROUND && next > now && next - now > us)
+        us = next - now;
     struct timeval tv = {us / 1000000, (suseconds_t)(us % 1000000)};
     evtimer_add(s->flush_ev, &tv);
 }
@@ -382,6 +403,8 @@ star_flush(struct star *s)
 {
     if (s->flush_ev)
         evtimer_del(s->flush_ev);
+    s->round_started_us = now_us();
+    s->round_items = s->nputs + s->ncommits;
     if (s->nputs > 0)
         flush_puts(s);
     star_store_trim(s->store, star_now_ms());

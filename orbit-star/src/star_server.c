@@ -80,6 +80,7 @@ star_config_init(struct star_config *c)
     c->batch_max_chunks = 512;
     c->batch_max_bytes = (uint64_t)64 << 20;
     c->batch_delay_us = 0;
+    c->round_interval_us = 20000;
     c->commit_group_max = 256;
     c->pack_max_bytes = (uint64_t)4 << 30;
     c->placement = STAR_PLACE_STAGING;
@@ -179,6 +180,7 @@ static void *
 loop_main(void *arg)
 {
     struct star *s = arg;
+    pthread_setname_np(pthread_self(), "orbit-star"); /* for top -H, perf */
     while (!s->stop)
         event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
@@ -926,6 +928,7 @@ do_stats(struct star *s, void *arg)
 {
     struct star_stats *out = arg;
     *out = s->stats;
+    out->put_syncs = s->store ? star_store_put_syncs(s->store) : 0;
     out->connections = s->nconns;
     return 0;
 }

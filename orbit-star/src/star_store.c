@@ -58,6 +58,11 @@ struct star_store {
     bool staged_known;
     uint64_t tick;
     struct stage_fd stage[STAGE_CACHE];
+    /* Staging files pushed out of the cache with unsynced writes: kept open
+     * until the round's sync covers them (one syncfs for many) */
+    int *unsynced;
+    size_t nunsynced, unsynced_cap;
+    uint64_t put_syncs; /* fdatasync/fsync/syncfs calls for PUT data */
 };
 
 int
@@ -164,6 +169,9 @@ star_store_close(struct star_store *st)
     for (size_t i = 0; i < STAGE_CACHE; i++)
         if (st->stage[i].fd >= 0)
             close(st->stage[i].fd);
+    for (size_t i = 0; i < st->nunsynced; i++)
+        close(st->unsynced[i]);
+    free(st->unsynced);
     if (st->sm && st->files)
         star_store_files_commit(st);
     starmap_batch_free(st->files);
@@ -485,13 +493,34 @@ star_store_staging_dir(struct star_store *st)
     return st->stagingfd;
 }
 
+/* Keep fd for the next star_store_sync(); 0, or -1 when out of memory. */
 static int
-stage_evict(struct stage_fd *e)
+defer_sync(struct star_store *st, int fd)
+{
+    if (st->nunsynced == st->unsynced_cap) {
+        size_t cap = st->unsynced_cap ? 2 * st->unsynced_cap : 64;
+        int *p = star_realloc(st->unsynced, cap * sizeof *p);
+        if (!p)
+            return -1;
+        st->unsynced = p;
+        st->unsynced_cap = cap;
+    }
+    st->unsynced[st->nunsynced++] = fd;
+    return 0;
+}
+
+/* Drop a cache entry. Its unsynced writes are synced by the round that
+ * acknowledges them, not one fdatasync per eviction. */
+static int
+stage_evict(struct star_store *st, struct stage_fd *e)
 {
     int rc = 0;
-    if (e->dirty && fdatasync(e->fd) != 0)
-        rc = errno_rc();
-    close(e->fd);
+    if (!e->dirty || defer_sync(st, e->fd) < 0) {
+        st->put_syncs += e->dirty;
+        if (e->dirty && fdatasync(e->fd) != 0)
+            rc = errno_rc();
+        close(e->fd);
+    }
     e->fd = -1;
     e->dirty = false;
     e->name[0] = 0;
@@ -505,7 +534,7 @@ star_store_forget_staging(struct star_store *st, const char *path)
     star_store_staging_name(path, name);
     for (size_t i = 0; i < STAGE_CACHE; i++)
         if (st->stage[i].fd >= 0 && strcmp(st->stage[i].name, name) == 0)
-            stage_evict(&st->stage[i]);
+            stage_evict(st, &st->stage[i]);
 }
 
 int
@@ -517,7 +546,7 @@ star_store_staging_take(struct star_store *st, const char *path)
         struct stage_fd *e = &st->stage[i];
         if (e->fd >= 0 && strcmp(e->name, name) == 0) {
             if (e->dirty) { /* unacknowledged writes: synced as before */
-                stage_evict(e);
+                stage_evict(st, e);
                 return -1;
             }
             int fd = e->fd;
@@ -570,7 +599,7 @@ stage_get(struct star_store *st, const char *path, bool create,
     }
     if (fd < 0)
         return errno_rc();
-    int rc = victim->fd >= 0 ? stage_evict(victim) : 0;
+    int rc = victim->fd >= 0 ? stage_evict(st, victim) : 0;
     victim->fd = fd;
     memcpy(victim->name, name, sizeof name);
     victim->dirty = false;
@@ -660,6 +689,15 @@ star_store_put_pack(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
     return 0;
 }
 
+/* Close the evicted staging files once their sync is done (or failed). */
+static void
+close_unsynced(struct star_store *st)
+{
+    for (size_t i = 0; i < st->nunsynced; i++)
+        close(st->unsynced[i]);
+    st->nunsynced = 0;
+}
+
 int
 star_store_sync(struct star_store *st)
 {
@@ -668,22 +706,30 @@ star_store_sync(struct star_store *st)
         rc = pak_pool_sync(st->pool);
         st->pool_dirty = rc < 0;
     }
-    size_t dirty = 0;
+    size_t dirty = st->nunsynced;
     for (size_t i = 0; i < STAGE_CACHE; i++)
         dirty += st->stage[i].fd >= 0 && st->stage[i].dirty;
     if (rc == 0 && dirty >= STAR_SYNCFS_MIN) {
         /* Many small staging files: one syncfs costs less than one
          * fdatasync each, and covers the staging directory too. */
-        if (syncfs(st->stagingfd) != 0)
-            return errno_rc();
+        st->put_syncs++;
+        rc = syncfs(st->stagingfd) == 0 ? 0 : errno_rc();
+        close_unsynced(st);
+        if (rc < 0)
+            return rc;
         for (size_t i = 0; i < STAGE_CACHE; i++)
             st->stage[i].dirty = false;
         st->staging_dir_dirty = false;
         return 0;
     }
+    for (size_t i = 0; i < st->nunsynced && rc == 0; i++, st->put_syncs++)
+        if (fdatasync(st->unsynced[i]) != 0)
+            rc = errno_rc();
+    close_unsynced(st);
     for (size_t i = 0; i < STAGE_CACHE && rc == 0; i++) {
         struct stage_fd *e = &st->stage[i];
         if (e->fd >= 0 && e->dirty) {
+            st->put_syncs++;
             if (fdatasync(e->fd) != 0)
                 rc = errno_rc();
             else
@@ -691,12 +737,19 @@ star_store_sync(struct star_store *st)
         }
     }
     if (rc == 0 && st->staging_dir_dirty) {
+        st->put_syncs++;
         if (fsync(st->stagingfd) != 0)
             rc = errno_rc();
         else
             st->staging_dir_dirty = false;
     }
     return rc;
+}
+
+uint64_t
+star_store_put_syncs(const struct star_store *st)
+{
+    return st->put_syncs;
 }
 
 /* ---- verified reads ---- */

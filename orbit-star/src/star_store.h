@@ -89,6 +89,10 @@ int star_store_put_file(struct star_store *st, const char *path,
 /* Make every byte written since the last sync durable. */
 int star_store_sync(struct star_store *st);
 
+/* fdatasync/fsync/syncfs calls made so far for PUT data (staging files,
+ * containers excluded). */
+uint64_t star_store_put_syncs(const struct star_store *st);
+
 /* Record n (id, location) pairs in one durable transaction. */
 int star_store_index(struct star_store *st, const uint8_t *const *ids,
                      const struct star_loc *const *locs, size_t n);

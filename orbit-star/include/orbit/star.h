@@ -74,6 +74,10 @@ struct star_config {
     uint32_t batch_max_chunks;   /* default 512 PUTs per sync round */
     uint64_t batch_max_bytes;    /* default 64 MiB per sync round */
     uint32_t batch_delay_us;     /* default 0: sync at the end of a loop pass */
+    uint32_t round_interval_us;  /* default 20000: after a busy round (16+
+                                    requests) the next starts this long
+                                    after it began; after a small one, at
+                                    once */
     uint32_t commit_group_max;   /* default 256 COMMITs (or 32 MiB of
                                     manifests) per sync round */
     uint64_t pack_max_bytes;     /* container rotation, default 4 GiB */
@@ -97,6 +101,7 @@ struct star_stats {
     uint64_t errors_proto;
     uint64_t errors_auth;
     uint64_t sync_rounds;        /* grouped PUT syncs performed */
+    uint64_t put_syncs;          /* fdatasync/syncfs calls they needed */
     uint64_t commit_groups;      /* grouped COMMIT syncs performed */
     uint64_t containers_removed; /* reclaimed after their chunks moved */
     uint64_t reads_paused;       /* a client's replies were piling up */
