@@ -16,7 +16,7 @@
 # Prints one line per run: wall, user and system seconds, peak RSS of orbit.
 # Needs root (mkfs, mount); the image (6 GiB, sparse) lives in $TMPDIR.
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 build=$(cd "$1" && pwd)
 tree=$(cd "$2" && pwd)
 shift 2
