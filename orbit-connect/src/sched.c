@@ -308,6 +308,7 @@ file_reset_for_retry(struct sched_file *f, uint32_t mask)
     f->probing = 0; /* parked batches went with the last attempt */
     for (unsigned i = 0; i < SCHED_MAX_DESTS; i++) {
         f->pending[i] = 0;
+        f->on_wire[i] = 0;
         f->fail_err[i] = 0;
         free(f->fail_msg[i]);
         f->fail_msg[i] = NULL;
@@ -450,10 +451,16 @@ sched_file_progress(struct sched *s, struct sched_file *f, unsigned d)
     uint32_t bit = 1u << d;
     if (s->tearing_down || f->finished)
         return;
-    if (!f->read_done || f->pending[d] > 0 || !(f->dest_mask & bit))
+    if (!f->read_done || !(f->dest_mask & bit))
         return;
     if (!((f->failed_mask | f->done_mask) & bit)) {
         if (!(f->commit_mask & bit)) {
+            /* Once all that is open for d is PUTs on the wire, the manifest
+             * follows them at once: the star takes a COMMIT in the sync
+             * round of the PUTs before it, so a file costs one round, not
+             * two. It is done when every reply is in. */
+            if (f->pending[d] > f->on_wire[d])
+                return;
             f->commit_mask |= bit;
             struct sched_dest *dd = &s->dests[d];
             int rc = dd->client ? sched_dest_commit(dd, f) : ORBIT_ECLOSED;
@@ -463,6 +470,8 @@ sched_file_progress(struct sched *s, struct sched_file *f, unsigned d)
             snprintf(msg, sizeof msg, "%s: cannot commit: %s", dd->cfg->name,
                      orbit_strerror(rc));
             sched_file_fail(s, f, d, rc, msg);
+        } else if (f->pending[d] > 0) {
+            return;
         } else {
             f->done_mask |= bit;
         }

@@ -178,6 +178,7 @@ reply_fail(struct sched_dest *d, struct sched_file *f, int status,
 
 struct sched_inflight {
     uint8_t id[WIRE_ID_LEN];
+    bool sent; /* its PUT is on the wire: waiters count it in on_wire */
     struct sched_file **waiters;
     uint32_t nwait;
     uint32_t capwait;
@@ -246,11 +247,27 @@ inflight_done(struct sched_dest *d, const uint8_t *id, int status,
         struct sched_file *f = r->waiters[i];
         if (status != 0)
             reply_fail(d, f, status, reply);
+        if (r->sent)
+            f->on_wire[d->idx]--;
         f->pending[d->idx]--;
         sched_file_progress(d->s, f, d->idx);
     }
     free(r->waiters);
     free(r);
+}
+
+/* The PUT of id went out: files waiting for it have it on the wire too. */
+static void
+inflight_sent(struct sched_dest *d, const uint8_t *id)
+{
+    struct sched_inflight *r = d->inflight ? *inflight_slot(d, id) : NULL;
+    if (!r || r->sent)
+        return;
+    r->sent = true;
+    for (uint32_t i = 0; i < r->nwait; i++)
+        r->waiters[i]->on_wire[d->idx]++;
+    for (uint32_t i = 0; i < r->nwait; i++)
+        sched_file_progress(d->s, r->waiters[i], d->idx);
 }
 
 static void
@@ -300,6 +317,7 @@ on_put(void *arg, int status, const struct wire_msg *reply)
         d->last_seen_ms = orbit_clock_realtime_ms(NULL);
     if (status != 0)
         reply_fail(d, c->f, status, reply);
+    c->f->on_wire[d->idx]--;
     c->f->pending[d->idx]--;
     sched_file_progress(d->s, c->f, d->idx);
     inflight_done(d, c->id, status, reply);
@@ -387,6 +405,8 @@ pump_puts(struct sched_dest *d)
         /* The client copied the bytes: this use of the batch ends, the
          * file's pending count stays until PUT_OK. */
         f->pending[d->idx]++;
+        f->on_wire[d->idx]++;
+        inflight_sent(d, r.b->chunks[r.idx].id);
         ref_done(d, r.b);
     }
 }
@@ -420,6 +440,7 @@ on_have(void *arg, int status, const struct wire_msg *reply)
                 d->inflight ? *inflight_slot(d, id) : NULL;
             if (fl && inflight_wait(fl, f) == 0) {
                 f->pending[d->idx]++; /* until that PUT is answered */
+                f->on_wire[d->idx] += fl->sent;
                 sched_count_dedup(d->s, f, r->b->chunks[r->idx].len);
             } else if (!fl && inflight_add(d, id) == 0) {
                 if (sched_refq_push(&d->putq, r->b, r->idx) == 0)

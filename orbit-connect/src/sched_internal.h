@@ -40,7 +40,9 @@ struct sched_file {
     uint64_t parked_bytes;
     int fail_err[SCHED_MAX_DESTS];
     char *fail_msg[SCHED_MAX_DESTS];
-    uint32_t pending[SCHED_MAX_DESTS];     /* HAVE ids + PUTs + COMMIT open */
+    uint32_t pending[SCHED_MAX_DESTS]; /* HAVE ids + PUTs + COMMIT open */
+    uint32_t on_wire[SCHED_MAX_DESTS]; /* of those, PUTs sent (own or shared)
+                                          and not yet answered */
     uint64_t commit_next[SCHED_MAX_DESTS]; /* next manifest entry to send */
     /* the manifest, grown as batches arrive */
     struct wire_chunk_ref *refs;

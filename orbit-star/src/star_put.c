@@ -405,6 +405,7 @@ star_flush(struct star *s)
         evtimer_del(s->flush_ev);
     s->round_started_us = now_us();
     s->round_items = s->nputs + s->ncommits;
+    s->stats.rounds += s->round_items > 0;
     if (s->nputs > 0)
         flush_puts(s);
     star_store_trim(s->store, star_now_ms());

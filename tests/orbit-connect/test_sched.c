@@ -14,6 +14,8 @@
 
 #include "orbit/error.h"
 #include "orbit/sched.h"
+#include "orbit/star.h"
+#include "orbit/star.h"
 
 static char tmp[256];
 
@@ -413,6 +415,84 @@ Test(sched, probe_on_one_destination_and_chunks_to_the_other)
     }
 }
 
+/* cfg for a copy of src/ (srcpath: its absolute path) to the one dest. */
+static void
+one_dest_config(struct sched_config *cfg, struct sched_source *src,
+                char *srcpath, size_t cap, const struct sched_dest_config *d)
+{
+    path_of(srcpath, cap, "src");
+    *src = (struct sched_source){.path = srcpath, .dest_name = ""};
+    sched_config_init(cfg);
+    cfg->job_id = "0123456789abcdef";
+    cfg->sources = src;
+    cfg->nsources = 1;
+    cfg->dests = d;
+    cfg->ndests = 1;
+}
+
+/* A file's manifest follows its PUTs without waiting for their answers:
+ * the star takes both in one sync round. A star that holds each round open
+ * for 300 ms shows it: the three files cost one round, where waiting for
+ * the PUT_OKs first costs two. */
+Test(sched, a_manifest_follows_its_puts_into_the_same_round)
+{
+    mkd("src");
+    write_bytes("src/a.bin", 40000, 31);
+    write_bytes("src/b.bin", 50000, 32);
+    write_bytes("src/c.bin", 60000, 33);
+    char root[512], srcpath[512];
+    path_of(root, sizeof root, "dstar");
+    cr_assert_eq(mkdir(root, 0755), 0);
+    struct star_config sc;
+    star_config_init(&sc);
+    sc.root = root;
+    sc.token = token;
+    sc.token_len = sizeof token - 1;
+    sc.quiet = true;
+    sc.batch_delay_us = 300000;
+    struct star *star = NULL;
+    cr_assert_eq(star_new(&sc, &star), 0);
+    cr_assert_eq(star_listen(star, "127.0.0.1:0"), 0);
+    cr_assert_eq(star_schedule(star), 0);
+    struct sched_dest_config dest = {
+        .kind = SCHED_DEST_STAR,
+        .name = "star",
+        .host = "127.0.0.1",
+        .port = star_port(star),
+        .prefix = "",
+        .token = token,
+        .token_len = sizeof token - 1,
+    };
+    struct sched_source src;
+    struct sched_config cfg;
+    one_dest_config(&cfg, &src, srcpath, sizeof srcpath, &dest);
+    cfg.compress_level = 0;
+    struct sched *s = NULL;
+    cr_assert_eq(sched_new(&cfg, &s), 0);
+    cr_assert_eq(sched_run(s), 0);
+    struct sched_stats st;
+    sched_get_stats(s, &st);
+    sched_free(s);
+    struct star_stats ss;
+    star_get_stats(star, &ss);
+    star_free(star);
+    cr_assert_eq(st.files_done, 3, "%llu files done",
+                 (unsigned long long)st.files_done);
+    cr_assert_eq(ss.files_committed, 3, "%llu committed",
+                 (unsigned long long)ss.files_committed);
+    cr_assert_eq(
+        ss.rounds, 1, "%llu rounds (PUT rounds %llu, COMMIT groups %llu)",
+        (unsigned long long)ss.rounds, (unsigned long long)ss.sync_rounds,
+        (unsigned long long)ss.commit_groups);
+    const char *files[] = {"a.bin", "b.bin", "c.bin"};
+    for (size_t i = 0; i < 3; i++) {
+        char a[64], b[64];
+        snprintf(a, sizeof a, "src/%s", files[i]);
+        snprintf(b, sizeof b, "dstar/%s", files[i]);
+        cr_assert(same_file(a, b), "%s differs", files[i]);
+    }
+}
+
 /* A file planned for a probe that grew by 24 MiB before it was read: more
  * than the held-data limit would be parked waiting for an answer that only
  * the end of the read sends; it goes the usual way instead. */
@@ -471,15 +551,9 @@ Test(sched, unreachable_star_is_fatal_with_a_message)
         .token_len = sizeof token - 1,
     };
     char srcpath[512];
-    path_of(srcpath, sizeof srcpath, "src");
-    struct sched_source src = {.path = srcpath, .dest_name = ""};
+    struct sched_source src;
     struct sched_config cfg;
-    sched_config_init(&cfg);
-    cfg.job_id = "0123456789abcdef";
-    cfg.sources = &src;
-    cfg.nsources = 1;
-    cfg.dests = &d;
-    cfg.ndests = 1;
+    one_dest_config(&cfg, &src, srcpath, sizeof srcpath, &d);
     struct sched *s = NULL;
     cr_assert_eq(sched_new(&cfg, &s), 0);
     int rc = sched_run(s);

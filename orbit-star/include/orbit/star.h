@@ -103,6 +103,7 @@ struct star_stats {
     uint64_t sync_rounds;        /* grouped PUT syncs performed */
     uint64_t put_syncs;          /* fdatasync/syncfs calls they needed */
     uint64_t commit_groups;      /* grouped COMMIT syncs performed */
+    uint64_t rounds;             /* flushes: PUTs, COMMITs or both at once */
     uint64_t containers_removed; /* reclaimed after their chunks moved */
     uint64_t reads_paused;       /* a client's replies were piling up */
     uint32_t connections;
