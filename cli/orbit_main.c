@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "orbit/star.h"
 #include "orbit_cli.h"
 
 static int
@@ -44,6 +45,7 @@ main(int argc, char **argv)
 {
     struct cli_opts o;
     signal(SIGPIPE, SIG_IGN);
+    star_raise_nofile(); /* a local destination is an in-process star */
     if (getenv("ORBIT_SERVE_CHILD"))
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* a job of `orbit serve` */
     int rc = cli_parse_args(argc, argv, &o);

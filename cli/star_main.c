@@ -270,6 +270,7 @@ main(int argc, char **argv)
         return rc;
     if (check_root(o.root) < 0)
         return EXIT_FAILURE;
+    star_raise_nofile();
     static uint8_t token[WIRE_TOKEN_MAX];
     size_t token_len = 0;
     rc = wire_token_load(o.token_file, token, sizeof token, &token_len);

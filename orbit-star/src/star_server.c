@@ -16,7 +16,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +66,23 @@ star_log(const struct star *s, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     fprintf(stderr, "orbit-star: %s\n", line);
+}
+
+unsigned long
+star_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 &&
+            getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return 0;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? ULONG_MAX
+                                        : (unsigned long)rl.rlim_cur;
 }
 
 void

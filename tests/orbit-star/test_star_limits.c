@@ -2,7 +2,9 @@
  * Limits and load: bad configurations, the connection limit, a client that
  * never reads its replies, many clients at once.
  */
+#include <limits.h>
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include "test_star_helpers.h"
 
@@ -19,6 +21,24 @@ Test(star_limits, star_new_refuses_bad_roots_and_configs)
     cr_assert_eq(star_new(&cfg, &s), ORBIT_EINVAL);
     cr_assert_null(s);
     star_free(NULL);
+}
+
+/* A star holds an fd per connection and per staging file of a round: it
+ * starts by raising its soft limit on open files to the hard one. */
+Test(star_limits, the_open_file_limit_is_raised_to_the_hard_one)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    cr_assert_gt(rl.rlim_max, 64, "hard limit %llu",
+                 (unsigned long long)rl.rlim_max);
+    struct rlimit low = {64, rl.rlim_max};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    unsigned long got = star_raise_nofile();
+    struct rlimit now;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &now), 0);
+    cr_assert_eq(now.rlim_cur, rl.rlim_max);
+    cr_assert(got == (unsigned long)now.rlim_cur ||
+              (now.rlim_cur == RLIM_INFINITY && got == ULONG_MAX));
 }
 
 Test(star_limits, listen_errors)

@@ -112,6 +112,11 @@ struct star_stats {
 /* Fill c with the defaults; root and token stay NULL. */
 void star_config_init(struct star_config *c);
 
+/* Raise this process's soft limit on open files to its hard limit: a star
+ * holds an fd per connection and per staging file of a sync round (up to
+ * batch_max_chunks). Returns the new soft limit, or 0 if it is unknown. */
+unsigned long star_raise_nofile(void);
+
 /* Open ROOT/.orbit (created if missing) and its index; state REGISTERED. */
 int star_new(const struct star_config *cfg, struct star **out);
 
