@@ -403,6 +403,12 @@ int wire_list_next(const struct wire_list_reply *r, size_t *pos,
  */
 int wire_list_entry_size(const struct wire_list_entry *e, size_t *out_len);
 
+/* CRC-32C (Castagnoli) of len bytes, as the frame check computes it: with
+ * SSE4.2's crc32 instruction where the CPU has it, else a table. The
+ * portable form always uses the table (tests compare the two). */
+uint32_t wire_crc32c(const void *data, size_t len);
+uint32_t wire_crc32c_portable(const void *data, size_t len);
+
 /* HAVE_REPLY bitmap helpers: the bitmap holds (n + 7) / 8 bytes. */
 bool wire_bitmap_get(const uint8_t *bitmap, uint32_t i);
 void wire_bitmap_set(uint8_t *bitmap, uint32_t i);
