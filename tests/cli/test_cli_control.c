@@ -159,12 +159,13 @@ Test(cli_control, a_canceled_job_stays_canceled_after_a_restart)
     cr_assert_eq(sscanf(s, "submitted job %16s", id), 1);
     e2e_proc_free(&p);
     snprintf(path, sizeof path, "/api/jobs/%s", id);
-    free(WAIT_FOR(port, path, 10000, "\"state\":\"running\""));
+    free(e2e_wait_job(t, port, id, "running", 10));
 
     cr_assert_eq(http(port, "DELETE", path, NULL, &b), 202, "%s", b);
     cr_assert(strstr(b, "\"canceling\""), "%s", b);
     free(b);
-    free(WAIT_FOR(port, path, 10000, "\"state\":\"canceled\""));
+    /* on failure: the last answer and the job's own log */
+    free(e2e_wait_job(t, port, id, "canceled", 20));
     free(WAIT_FOR(port, "/api/bulletins?category=job", 5000, "canceled"));
     /* finished: a second cancel conflicts; an unknown job is not found */
     cr_assert_eq(http(port, "DELETE", path, NULL, &b), 409, "%s", b);
