@@ -153,6 +153,8 @@ put_raw(struct star *s, const struct wire_put *p, const uint8_t **raw)
     } else {
         return ORBIT_EPROTO;
     }
+    if (!s->cfg.verify_puts)
+        return 0; /* the client is this process: its ids name these bytes */
     uint8_t h[32];
     int rc = star_sha256(*raw, p->raw_len, h);
     if (rc == 0 && memcmp(h, p->id, 32) != 0)

@@ -103,6 +103,7 @@ star_config_init(struct star_config *c)
     c->commit_group_max = 256;
     c->pack_max_bytes = (uint64_t)4 << 30;
     c->placement = STAR_PLACE_STAGING;
+    c->verify_puts = true;
 }
 
 void
@@ -818,6 +819,8 @@ star_listen(struct star *s, const char *addr)
 {
     if (!s || !addr)
         return ORBIT_EINVAL;
+    if (!s->cfg.verify_puts)
+        return ORBIT_EINVAL; /* unverified PUTs: its own process only */
     return in_loop(s, do_listen, (void *)addr);
 }
 

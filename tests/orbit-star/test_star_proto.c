@@ -824,6 +824,18 @@ Test(star_lifecycle, drain_closes_clients_and_refuses_new_ones)
     ts_stop(&T);
 }
 
+/* A socketpair whose end sv[1] the star serves; sv[0] authed, HELLO done. */
+static void
+adopt_client(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(star_adopt_fd(T.star, sv[1]), 0);
+    struct timeval tv = {20, 0};
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_eq(tc_auth(sv[0], ts_token, TS_TOKEN_LEN), 0);
+    tc_hello(sv[0]);
+}
+
 Test(star_lifecycle, socketpair_in_process)
 {
     ts_mkroot(T.root, sizeof T.root);
@@ -832,12 +844,7 @@ Test(star_lifecycle, socketpair_in_process)
     cr_assert_eq(star_new(&cfg, &T.star), 0);
     cr_assert_eq(star_schedule(T.star), 0);
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    cr_assert_eq(star_adopt_fd(T.star, sv[1]), 0);
-    struct timeval tv = {20, 0};
-    setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    cr_assert_eq(tc_auth(sv[0], ts_token, TS_TOKEN_LEN), 0);
-    tc_hello(sv[0]);
+    adopt_client(sv);
     uint8_t data[3000];
     ts_fill(data, sizeof data, 7);
     tc_put(sv[0], 5, data, sizeof data, "local.bin", 0);
@@ -848,6 +855,60 @@ Test(star_lifecycle, socketpair_in_process)
     uint8_t *buf = NULL;
     tc_commit_msg(&m, 6, &f, refs);
     cr_assert_eq(tc_call(sv[0], &m, &r, &buf), WIRE_COMMIT_OK);
+    close(sv[0]);
+    free(buf);
+    ts_stop(&T);
+}
+
+/* A star that does not hash PUTs (the in-process star of a local copy, its
+ * client its own process) refuses to listen. A PUT whose bytes do not match
+ * its id is taken, but the COMMIT over it fails (retryable), leaves nothing
+ * at the path, and the chunk is missing from then on; sent again with the
+ * right bytes, the file commits. */
+Test(star_lifecycle, an_unverified_put_is_caught_at_commit)
+{
+    ts_mkroot(T.root, sizeof T.root);
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    cfg.verify_puts = false;
+    cr_assert_eq(star_new(&cfg, &T.star), 0);
+    cr_assert_eq(star_listen(T.star, "127.0.0.1:0"), ORBIT_EINVAL);
+    cr_assert_eq(star_schedule(T.star), 0);
+    int sv[2];
+    adopt_client(sv);
+    uint8_t good[3000], bad[3000];
+    ts_fill(good, sizeof good, 8);
+    memcpy(bad, good, sizeof bad);
+    bad[1234] ^= 0x40;
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_put_msg(&m, 5, good, sizeof good, "lie.bin", 0);
+    m.u.put.data = bad; /* the id names good */
+    cr_assert_eq(tc_call(sv[0], &m, &r, &buf), WIRE_PUT_OK);
+    size_t cuts[] = {sizeof good};
+    struct tc_file f = {"lie.bin", good, sizeof good, cuts, 1, 0, 0};
+    struct wire_chunk_ref refs[1];
+    tc_commit_msg(&m, 6, &f, refs);
+    cr_assert_eq(tc_call(sv[0], &m, &r, &buf), WIRE_ERROR);
+    cr_assert(r.u.error.retryable, "code %d: %s", r.u.error.code,
+              r.u.error.message);
+    char p[600];
+    snprintf(p, sizeof p, "%s/lie.bin", T.root);
+    cr_assert_eq(access(p, F_OK), -1, "a wrong file was put in place");
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HAVE;
+    m.request_id = 7;
+    m.u.have.n = 1;
+    m.u.have.ids = refs[0].id;
+    cr_assert_eq(tc_call(sv[0], &m, &r, &buf), WIRE_HAVE_REPLY);
+    cr_assert(wire_bitmap_get(r.u.have_reply.bitmap, 0), "still indexed");
+    tc_put(sv[0], 8, good, sizeof good, "lie.bin", 0);
+    tc_commit_msg(&m, 9, &f, refs);
+    cr_assert_eq(tc_call(sv[0], &m, &r, &buf), WIRE_COMMIT_OK);
+    size_t n = 0;
+    char *got = ts_read_file(p, &n);
+    cr_assert(got && n == sizeof good && memcmp(got, good, n) == 0);
+    free(got);
     close(sv[0]);
     free(buf);
     ts_stop(&T);

@@ -82,6 +82,14 @@ struct star_config {
                                     manifests) per sync round */
     uint64_t pack_max_bytes;     /* container rotation, default 4 GiB */
     enum star_placement placement;
+    /* default true: every PUT is hashed on arrival and refused (ECORRUPT)
+     * when its bytes do not match its id. false only for a star whose one
+     * client is its own process (the in-process star of a local copy): the
+     * ids were computed from the same bytes in memory. Every later read of
+     * a chunk and the whole-file digest at COMMIT still check the bytes, so
+     * a wrong id fails the COMMIT (ENOENT, retryable) and is dropped.
+     * star_listen() refuses (ORBIT_EINVAL) a star configured so. */
+    bool verify_puts;
     bool quiet; /* no stderr lines (tests) */
     star_state_cb on_state;
     void *on_state_arg;
