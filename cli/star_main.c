@@ -30,6 +30,8 @@ struct star_opts {
     const char *name;
     const char *control;  /* --control http://HOST:PORT */
     uint32_t interval_ms; /* --control-interval */
+    long health_s;        /* --health-interval, -1: default */
+    long round_ms;        /* --round-interval, -1: default */
     enum star_placement placement;
     bool quiet;
 };
@@ -56,10 +58,31 @@ usage(FILE *f)
                "to URL/api/stars\n"
                "  --control-interval SECONDS  between heartbeats "
                "(default 5, 1 .. 3600)\n"
+               "  --health-interval SECONDS   disk sampled and advisories "
+               "sent to clients\n"
+               "                      this often (default 5, 0 .. 3600; "
+               "0: only when asked)\n"
+               "  --round-interval MS  after a busy sync round (16+ "
+               "requests) the next starts\n"
+               "                      this long after it (default 20, 0 .. "
+               "1000)\n"
                "  --quiet             no log lines on stderr\n"
                "  --help, --version\n"
                "SIGTERM or SIGINT drains: no new work, in-flight requests "
                "finish, exit 0.\n");
+}
+
+/* A whole number in lo .. hi, or -1 (message printed). */
+static long
+number_in(const char *opt, const char *v, long lo, long hi, const char *unit)
+{
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < lo || n > hi) {
+        fprintf(stderr, "orbit-star: %s: %ld to %ld %s\n", opt, lo, hi, unit);
+        return -1;
+    }
+    return n;
 }
 
 /* 0 to run, 1 for --help/--version printed, EXIT_USAGE on error. */
@@ -68,6 +91,7 @@ parse(int argc, char **argv, struct star_opts *o)
 {
     o->listen = "127.0.0.1:7070";
     o->name = "orbit-star";
+    o->health_s = o->round_ms = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -90,14 +114,22 @@ parse(int argc, char **argv, struct star_opts *o)
                             : strcmp(a, "--control") == 0    ? &o->control
                                                              : NULL;
         if (strcmp(a, "--control-interval") == 0 && v) {
-            char *end = NULL;
-            unsigned long secs = strtoul(v, &end, 10);
-            if (!*v || *end || secs < 1 || secs > 3600) {
-                fprintf(stderr, "orbit-star: --control-interval: 1 to 3600 "
-                                "seconds\n");
+            long secs = number_in(a, v, 1, 3600, "seconds");
+            if (secs < 0)
                 return EXIT_USAGE;
-            }
             o->interval_ms = (uint32_t)secs * 1000u;
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--health-interval") == 0 && v) {
+            if ((o->health_s = number_in(a, v, 0, 3600, "seconds")) < 0)
+                return EXIT_USAGE;
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--round-interval") == 0 && v) {
+            if ((o->round_ms = number_in(a, v, 0, 1000, "milliseconds")) < 0)
+                return EXIT_USAGE;
             i++;
             continue;
         }
@@ -215,6 +247,10 @@ serve(const struct star_opts *o, const uint8_t *token, size_t token_len)
     cfg.base = r.base;
     cfg.placement = o->placement;
     cfg.quiet = o->quiet;
+    if (o->health_s >= 0)
+        cfg.health_interval_ms = (uint32_t)o->health_s * 1000u;
+    if (o->round_ms >= 0)
+        cfg.round_interval_us = (uint32_t)o->round_ms * 1000u;
     cfg.on_state = on_state;
     cfg.on_state_arg = &r;
     int rc = star_new(&cfg, &r.star);

@@ -810,7 +810,11 @@ do_listen(struct star *s, void *arg)
         s->port = ntohs(bound.ss_family == AF_INET6
                             ? ((struct sockaddr_in6 *)&bound)->sin6_port
                             : ((struct sockaddr_in *)&bound)->sin_port);
-    star_log(s, "listening on %s (port %u), root %s", addr, s->port, s->root);
+    star_log(s,
+             "listening on %s (port %u), root %s; busy rounds spaced %u ms, "
+             "disk checked every %u s",
+             addr, s->port, s->root, s->cfg.round_interval_us / 1000u,
+             s->cfg.health_interval_ms / 1000u);
     return 0;
 }
 

@@ -836,8 +836,12 @@ e2e_star_start(struct e2e *t, struct e2e_star *s, uint16_t port)
         dup2(fd, 2);
         dup2(fd, 1);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(E2E_STAR, "orbit-star", "--root", s->root, "--listen", addr,
-              "--token-file", s->token_file, (char *)NULL);
+        const char *argv[16] = {"orbit-star", "--root", s->root,
+                                "--listen",   addr,     "--token-file",
+                                s->token_file};
+        for (size_t i = 0; i < 6 && s->extra[i]; i++)
+            argv[7 + i] = s->extra[i];
+        execv(E2E_STAR, (char *const *)argv);
         _exit(127);
     }
     track(t, s->pid);

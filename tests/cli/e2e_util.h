@@ -149,6 +149,7 @@ struct e2e_report e2e_report(const char *out);
 struct e2e_star {
     pid_t pid;
     uint16_t port;
+    const char *extra[6]; /* more orbit-star arguments, NULL-ended */
     char root[E2E_PATH];
     char token_file[E2E_PATH];
     char log[E2E_PATH];

@@ -59,6 +59,32 @@ Test(cli_star, copy_lands_under_the_star_root)
     e2e_star_stop(&star);
 }
 
+/* The star's tuning options reach it: sync rounds not spaced at all and
+ * no periodic disk sampling, and a copy still arrives whole. */
+Test(cli_star, tuning_options_are_taken)
+{
+    e2e_make_tree(t->src, 40, 1u << 20, &(struct e2e_tree){0});
+    struct e2e_star star = {
+        .extra = {"--round-interval", "0", "--health-interval", "0"}};
+    e2e_star_start(t, &star, 0);
+    size_t n = 0;
+    char *log = (char *)e2e_read_all(star.log, &n);
+    cr_assert(strstr(log, "busy rounds spaced 0 ms, disk checked every 0 s"),
+              "%s", log);
+    free(log);
+    char url[128], under[E2E_PATH * 2];
+    star_url(url, sizeof url, star.port, "tuned");
+    struct e2e_proc p;
+    int code = E2E_ORBIT_RUN(t, &p, "copy", "--token-file", star.token_file,
+                             t->src_slash, url);
+    cr_assert_eq(code, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", code, p.out,
+                 p.err);
+    e2e_proc_free(&p);
+    snprintf(under, sizeof under, "%s/tuned", star.root);
+    cr_assert_eq(e2e_compare_trees(t->src, under, E2E_CMP_NO_EXTRA, NULL), 0);
+    e2e_star_stop(&star);
+}
+
 Test(cli_star, wrong_token_is_refused_with_a_clear_message)
 {
     e2e_make_tree(t->src, 10, 1000, &(struct e2e_tree){0});

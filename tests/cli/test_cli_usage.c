@@ -141,6 +141,14 @@ Test(cli_usage, orbit_star_command_line)
     STAR(2, "--root", false, "--token-file", tok);
     STAR(2, "--placement", false, "--root", t->src, "--token-file", tok,
          "--placement", "nowhere");
+    STAR(0, "--round-interval", true, "--help");
+    STAR(0, "--health-interval", true, "--help");
+    STAR(2, "0 to 1000 milliseconds", false, "--root", t->src, "--token-file",
+         tok, "--round-interval", "5000");
+    STAR(2, "0 to 3600 seconds", false, "--root", t->src, "--token-file", tok,
+         "--health-interval", "soon");
+    STAR(2, "1 to 3600 seconds", false, "--root", t->src, "--token-file", tok,
+         "--control-interval", "0");
     STAR(1, missing, false, "--root", missing, "--token-file", tok, "--listen",
          "127.0.0.1:0");
 }
