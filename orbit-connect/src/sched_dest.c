@@ -105,9 +105,6 @@ ref_done(struct sched_dest *d, struct sched_batch *b)
 
 static void fail_queued(struct sched_dest *d, int err);
 
-/* A request timed out: the stream may be desynchronized (a corrupted length
- * leaves every later reply unread), so the session is dropped and a new one
- * made, rather than letting every request time out in turn. */
 /* Free the session, keeping its traffic in the destination's totals. */
 static void
 drop_client(struct sched_dest *d)
@@ -128,6 +125,9 @@ sched_dest_traffic(const struct sched_dest *d, uint64_t *out, uint64_t *in)
     *in += d->wire_in;
 }
 
+/* A request timed out: the stream may be desynchronized (a corrupted length
+ * leaves every later reply unread), so the session is dropped and a new one
+ * made, rather than letting every request time out in turn. */
 static void
 reset_session(struct sched_dest *d)
 {
@@ -141,32 +141,40 @@ reset_session(struct sched_dest *d)
     sched_dest_ready(d->s, d, ORBIT_ETIMEDOUT);
 }
 
+/* The error a failed request ends with, and why in msg: the star's words
+ * for an ERROR reply, else the local status. */
+static int
+reply_error(const struct sched_dest *d, int status,
+            const struct wire_msg *reply, char *msg, size_t cap)
+{
+    if (reply && reply->type == WIRE_ERROR) {
+        snprintf(msg, cap, "%s: %s", d->cfg->name,
+                 reply->u.error.message ? reply->u.error.message : "");
+        return reply->u.error.code;
+    }
+    /* Our own reset of a suspect session cancels its requests: to the file
+     * that is a lost connection, to be retried. */
+    if (status == ORBIT_ECANCELED)
+        status = ORBIT_ECLOSED;
+    snprintf(msg, cap, "%s: %s", d->cfg->name, orbit_strerror(status));
+    return status;
+}
+
 static void
 reply_fail(struct sched_dest *d, struct sched_file *f, int status,
            const struct wire_msg *reply)
 {
     char msg[512];
-    if (reply && reply->type == WIRE_ERROR) {
-        snprintf(msg, sizeof msg, "%s: %s", d->cfg->name,
-                 reply->u.error.message ? reply->u.error.message : "");
-        /* The star's word on retrying wins: a chunk gone from under a
-         * COMMIT is ENOENT (not retryable as a source error) but marked
-         * retryable, since the next HAVE reports it missing. */
-        int code = reply->u.error.code;
-        if (reply->u.error.retryable && !orbit_err_retryable(code))
-            code = ORBIT_EAGAIN;
-        sched_file_fail(d->s, f, d->idx, code, msg);
-    } else {
-        /* Our own reset of a suspect session cancels its requests: to the
-         * file that is a lost connection, to be retried. */
-        if (status == ORBIT_ECANCELED)
-            status = ORBIT_ECLOSED;
-        snprintf(msg, sizeof msg, "%s: %s", d->cfg->name,
-                 orbit_strerror(status));
-        sched_file_fail(d->s, f, d->idx, status, msg);
-        if (status == ORBIT_ETIMEDOUT)
-            reset_session(d);
-    }
+    int code = reply_error(d, status, reply, msg, sizeof msg);
+    bool star_said = reply && reply->type == WIRE_ERROR;
+    /* The star's word on retrying wins: a chunk gone from under a COMMIT is
+     * ENOENT (not retryable as a source error) but marked retryable, since
+     * the next HAVE reports it missing. */
+    if (star_said && reply->u.error.retryable && !orbit_err_retryable(code))
+        code = ORBIT_EAGAIN;
+    sched_file_fail(d->s, f, d->idx, code, msg);
+    if (!star_said && status == ORBIT_ETIMEDOUT)
+        reset_session(d);
 }
 
 /* ---- chunks on their way to this star
@@ -611,20 +619,27 @@ on_probe(void *arg, int status, const struct wire_msg *reply)
     int err = status;
     if (status == 0 && reply && !reply->u.commit_ok.complete)
         err = ORBIT_EPROTO; /* a probe is whole or nothing */
-    if (err != 0 && reply && reply->type == WIRE_ERROR) {
-        err = reply->u.error.code;
-        snprintf(msg, sizeof msg, "%s: %s", c->d->cfg->name,
-                 reply->u.error.message ? reply->u.error.message : "");
-    } else if (err != 0) {
-        if (err == ORBIT_ECANCELED)
-            err = ORBIT_ECLOSED;
-        snprintf(msg, sizeof msg, "%s: %s", c->d->cfg->name,
-                 orbit_strerror(err));
-    }
+    if (err != 0)
+        err = reply_error(c->d, err, reply, msg, sizeof msg);
     sched_probe_answered(c->d->s, c->f, c->d->idx, err, msg);
     if (status == ORBIT_ETIMEDOUT)
         reset_session(c->d);
     free(c);
+}
+
+/* Send one COMMIT frame for f, its answer to cb. */
+static int
+send_commit(struct sched_dest *d, struct sched_file *f,
+            const struct wire_commit *m, wire_reply_cb cb)
+{
+    struct commit_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return ORBIT_ENOMEM;
+    *c = (struct commit_ctx){d, f};
+    int rc = wire_client_commit(d->client, m, cb, c, NULL);
+    if (rc != 0)
+        free(c);
+    return rc;
 }
 
 int
@@ -636,14 +651,7 @@ sched_dest_probe(struct sched_dest *d, struct sched_file *f)
     if (rc != 0)
         return rc;
     m.chunk_total = 0; /* by digest alone */
-    struct commit_ctx *c = malloc(sizeof *c);
-    if (!c)
-        return ORBIT_ENOMEM;
-    *c = (struct commit_ctx){d, f};
-    rc = wire_client_commit(d->client, &m, on_probe, c, NULL);
-    if (rc != 0)
-        free(c);
-    return rc;
+    return send_commit(d, f, &m, on_probe);
 }
 
 /* Send the frames of f's manifest from f->commit_next on; ORBIT_EFULL when
@@ -664,15 +672,9 @@ commit_frames(struct sched_dest *d, struct sched_file *f)
             (uint32_t)(left < WIRE_MAX_COMMIT_CHUNKS ? left
                                                      : WIRE_MAX_COMMIT_CHUNKS);
         m.chunks = f->refs + first;
-        struct commit_ctx *c = malloc(sizeof *c);
-        if (!c)
-            return ORBIT_ENOMEM;
-        *c = (struct commit_ctx){d, f};
-        rc = wire_client_commit(d->client, &m, on_commit, c, NULL);
-        if (rc != 0) {
-            free(c);
+        rc = send_commit(d, f, &m, on_commit);
+        if (rc != 0)
             return rc;
-        }
         f->pending[d->idx]++;
         first += m.n;
         f->commit_next[d->idx] = first;

@@ -77,8 +77,7 @@ struct sched_batch {
     struct sched_chunk *chunks;
     uint8_t *buf;
     size_t bytes;
-    size_t cap;    /* of buf */
-    size_t held;   /* counted in the readers' held bytes */
+    size_t cap;    /* of buf; what it counts in the readers' held bytes */
     uint32_t refs; /* uses outstanding: HAVE per dest, queued PUTs */
     struct sched_batch *next;
     struct sched_batch *park_next; /* file->parked list */
@@ -248,7 +247,7 @@ void sched_file_fail(struct sched *s, struct sched_file *f, unsigned d, int err,
 void sched_dest_ready(struct sched *s, struct sched_dest *d, int status);
 void sched_dest_listed_done(struct sched *s, struct sched_dest *d, int err);
 void sched_count_sent(struct sched *s, uint64_t stored, uint64_t raw);
-/* hit: the star kept its copy; else err is why not (ORBIT_ENOENT: its bytes
+/* err 0: the star kept its copy; else why not (ORBIT_ENOENT: its bytes
  * differ, send the chunks). */
 void sched_probe_answered(struct sched *s, struct sched_file *f, unsigned d,
                           int err, const char *msg);

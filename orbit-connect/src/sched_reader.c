@@ -74,18 +74,15 @@ batch_new(struct sched_readers *r, struct sched_file *f, uint64_t left,
     if (stop)
         return ORBIT_ECANCELED;
     struct sched_batch *b = calloc(1, sizeof *b);
-    if (b) {
-        b->held = cap;
-        b->cap = cap;
-        b->chunks = calloc(SCHED_BATCH_CHUNKS, sizeof *b->chunks);
-        b->buf = malloc(cap);
+    if (!b) {
+        sched_readers_unhold(r, cap);
+        return ORBIT_ENOMEM;
     }
-    if (!b || !b->chunks || !b->buf) {
-        if (!b) {
-            sched_readers_unhold(r, cap);
-            return ORBIT_ENOMEM;
-        }
-        sched_batch_free(r, b);
+    b->cap = cap;
+    b->chunks = calloc(SCHED_BATCH_CHUNKS, sizeof *b->chunks);
+    b->buf = malloc(cap);
+    if (!b->chunks || !b->buf) {
+        sched_batch_free(r, b); /* gives back cap */
         return ORBIT_ENOMEM;
     }
     b->file = f;
@@ -109,7 +106,7 @@ sched_batch_free(struct sched_readers *r, struct sched_batch *b)
         return;
     free(b->chunks);
     free(b->buf);
-    size_t held = b->held;
+    size_t held = b->cap;
     free(b);
     sched_readers_unhold(r, held);
 }

@@ -652,7 +652,7 @@ rename_into_place(struct star *s, struct star_commit_item *it, int *pfd_out)
     star_store_staging_name(c->path, name);
     int sdir = star_store_staging_dir(s->store);
     if (renameat(sdir, name, *pfd_out, base) == 0) {
-        star_store_staging_gone(s->store, c->path);
+        star_store_staging_gone(s->store, name);
         it->renamed = true;
         return 0;
     }

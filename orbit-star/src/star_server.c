@@ -75,8 +75,7 @@ star_raise_nofile(void)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return 0;
     if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t want = rl.rlim_max;
-        rl.rlim_cur = want;
+        rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0 &&
             getrlimit(RLIMIT_NOFILE, &rl) != 0)
             return 0;

@@ -130,6 +130,8 @@ open_starmap(struct star_store *st, const char *root, uint64_t pack_max)
 }
 
 static void load_staged(struct star_store *st);
+static void close_unsynced(struct star_store *st);
+static void forget_name(struct star_store *st, const char name[65]);
 
 int
 star_store_open(int rootfd, const char *root, uint64_t pack_max,
@@ -169,8 +171,7 @@ star_store_close(struct star_store *st)
     for (size_t i = 0; i < STAGE_CACHE; i++)
         if (st->stage[i].fd >= 0)
             close(st->stage[i].fd);
-    for (size_t i = 0; i < st->nunsynced; i++)
-        close(st->unsynced[i]);
+    close_unsynced(st);
     free(st->unsynced);
     if (st->sm && st->files)
         star_store_files_commit(st);
@@ -466,11 +467,11 @@ star_store_staging_made(struct star_store *st, const char *path)
 }
 
 void
-star_store_staging_gone(struct star_store *st, const char *path)
+star_store_staging_gone(struct star_store *st, const char name[65])
 {
     uint8_t h[32];
-    staging_key(path, h);
-    stage_set_remove(&st->staged, h);
+    if (staging_unhex(name, h))
+        stage_set_remove(&st->staged, h);
 }
 
 void
@@ -482,7 +483,7 @@ star_store_staging_remove(struct star_store *st, const char *path)
     if (st->staged_known && !stage_set_has(&st->staged, h))
         return; /* none: no fd cached either */
     staging_hex(h, name);
-    star_store_forget_staging(st, path);
+    forget_name(st, name);
     if (unlinkat(st->stagingfd, name, 0) == 0 || errno == ENOENT)
         stage_set_remove(&st->staged, h);
 }
@@ -527,11 +528,10 @@ stage_evict(struct star_store *st, struct stage_fd *e)
     return rc;
 }
 
-void
-star_store_forget_staging(struct star_store *st, const char *path)
+/* Drop the cached fd of the staging file called name, if any. */
+static void
+forget_name(struct star_store *st, const char name[65])
 {
-    char name[65];
-    star_store_staging_name(path, name);
     for (size_t i = 0; i < STAGE_CACHE; i++)
         if (st->stage[i].fd >= 0 && strcmp(st->stage[i].name, name) == 0)
             stage_evict(st, &st->stage[i]);

@@ -143,23 +143,23 @@ int star_store_check(struct star_store *st);
 
 /* Hand over the cached fd of path's staging file, its acknowledged writes
  * already durable (the cache forgets it; the caller's commit syncs what it
- * writes), or -1 when none is cached (or it held unsynced writes: then it
- * is synced and closed as by forget_staging). */
+ * writes), or -1 when none is cached (or it held unsynced writes: then the
+ * next star_store_sync() syncs and closes it). */
 int star_store_staging_take(struct star_store *st, const char *path);
 
 /* The staging directory fd (borrowed) and the staging name of path (65
- * bytes with the NUL); forget closes the cached fd of path's staging file. */
+ * bytes with the NUL). */
 int star_store_staging_dir(struct star_store *st);
 void star_store_staging_name(const char *path, char name[65]);
-void star_store_forget_staging(struct star_store *st, const char *path);
 /*
  * The store knows which staging files exist (it reads the directory at open
- * and hears of every creation and removal): made / gone tell it; remove
- * unlinks path's staging file (and forgets its fd) unless the store knows
- * there is none. Nothing is assumed absent when the store cannot know.
+ * and hears of every creation and removal): made tells it of path's, gone
+ * of the one called name (renamed away); remove unlinks path's staging file
+ * (and forgets its fd) unless the store knows there is none. Nothing is
+ * assumed absent when the store cannot know.
  */
 void star_store_staging_made(struct star_store *st, const char *path);
-void star_store_staging_gone(struct star_store *st, const char *path);
+void star_store_staging_gone(struct star_store *st, const char name[65]);
 void star_store_staging_remove(struct star_store *st, const char *path);
 
 /* Whole-buffer pread/pwrite (EINTR retried); a short read is
