@@ -977,6 +977,7 @@ local_star(struct sched_dest *d)
      * from the same bytes: not hashed again on arrival (the COMMIT's
      * whole-file digest still checks every file) */
     sc.verify_puts = false;
+    sc.pack_level = -1; /* a socketpair: compressing frames only costs */
     int rc = star_new(&sc, &d->star);
     /* Another process still serves this root (e.g. the previous run of
      * this job, stopping): wait for it a while rather than fail. */
@@ -1023,6 +1024,7 @@ sched_dest_open(struct sched_dest *d)
         snprintf(d->address, sizeof d->address, "%s:%u", d->cfg->host,
                  (unsigned)d->cfg->port);
     if (d->cfg->kind == SCHED_DEST_LOCAL) {
+        wc.pack_level = -1;
         if (!d->star && (rc = local_star(d)) != 0)
             return rc;
         if ((rc = local_socket(d, &wc.fd)) != 0)

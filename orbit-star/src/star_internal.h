@@ -17,7 +17,10 @@
 #include "star_store.h"
 
 struct event;
+struct evbuffer;
 struct bufferevent;
+struct wire_packer;
+struct wire_unpacker;
 struct evconnlistener;
 struct health_monitor;
 
@@ -42,6 +45,14 @@ struct star_conn {
     bool goodbye;     /* GOODBYE received, reply once pending is 0 */
     bool read_paused; /* output over its limit */
     uint32_t goodbye_rid;
+    /* PACKED frames (the client offered them in HELLO): replies wait in
+     * `pack` until the loop comes round (pack_ev) or the run is long. */
+    bool packing;
+    bool pack_failed;
+    struct evbuffer *pack;
+    struct event *pack_ev;
+    struct wire_packer *packer;
+    struct wire_unpacker *unpacker;
 };
 
 /* A PUT waiting for its sync round. */

@@ -28,6 +28,7 @@
 
 #include "orbit/error.h"
 #include "orbit/health.h"
+#include "orbit/wire_pack.h"
 #include "star_internal.h"
 #include "star_alloc.h"
 
@@ -35,6 +36,7 @@
 #define READ_LIMIT ((size_t)WIRE_HDR_LEN + WIRE_MAX_PAYLOAD)
 #define PULL_BYTES ((size_t)4 << 20) /* input held for one pass */
 #define PULL_STEP  ((size_t)256 << 10)
+#define PACK_FLUSH ((size_t)64 << 10) /* a run this long is sent at once */
 
 static const char *const state_names[] = {"REGISTERED", "SCHEDULED", "DRAINING",
                                           "SHUTDOWN"};
@@ -207,16 +209,76 @@ loop_main(void *arg)
 
 /* ---- sending ---- */
 
+/* Send the packed replies as one PACKED frame. A failure leaves the
+ * client's stream unusable: the connection is closed from pack_ev. */
+static int
+flush_pack(struct star_conn *c)
+{
+    size_t raw_len = c->pack ? evbuffer_get_length(c->pack) : 0;
+    if (raw_len == 0 || c->dead)
+        return 0;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer_iovec v;
+    size_t len = 0;
+    const uint8_t *raw = evbuffer_pullup(c->pack, -1);
+    int rc = ORBIT_ENOMEM;
+    if (raw && evbuffer_reserve_space(out, (ev_ssize_t)wire_pack_bound(raw_len),
+                                      &v, 1) == 1) {
+        rc = wire_pack(c->packer, raw, raw_len, v.iov_base, v.iov_len, &len);
+        v.iov_len = len;
+        evbuffer_commit_space(out, &v, 1);
+    }
+    evbuffer_drain(c->pack, raw_len);
+    if (rc < 0) {
+        c->pack_failed = true;
+        event_active(c->pack_ev, EV_TIMEOUT, 0);
+        return rc;
+    }
+    c->star->stats.packed_out++;
+    return 0;
+}
+
+static void conn_close(struct star_conn *c);
+
+static void
+pack_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct star_conn *c = arg;
+    if (!c->pack_failed)
+        flush_pack(c);
+    if (c->pack_failed) {
+        star_log(c->star, "cannot pack replies to %s, closing", c->peer);
+        conn_close(c);
+    }
+}
+
+/* Where a reply goes: the pack when the client takes PACKED frames (a run
+ * never exceeds WIRE_MAX_PACK_RAW), else the output after the pack. */
+static struct evbuffer *
+reply_buffer(struct star_conn *c, size_t len)
+{
+    if (c->packing && !c->pack_failed && len <= WIRE_MAX_PACK_RAW) {
+        if (evbuffer_get_length(c->pack) + len > WIRE_MAX_PACK_RAW)
+            flush_pack(c);
+        event_active(c->pack_ev, EV_TIMEOUT, 0);
+        return c->pack;
+    }
+    flush_pack(c);
+    return bufferevent_get_output(c->bev);
+}
+
 int
 star_send(struct star_conn *c, const struct wire_msg *m)
 {
-    if (c->dead)
+    if (c->dead || c->pack_failed)
         return ORBIT_ECLOSED;
     size_t len = 0;
     int rc = wire_encoded_len(m, &len);
     if (rc < 0)
         return rc;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = reply_buffer(c, len);
     struct evbuffer_iovec vec;
     if (evbuffer_reserve_space(out, (ev_ssize_t)len, &vec, 1) < 1 ||
         vec.iov_len < len)
@@ -225,6 +287,8 @@ star_send(struct star_conn *c, const struct wire_msg *m)
     rc = wire_encode(m, vec.iov_base, vec.iov_len, &wrote);
     vec.iov_len = rc == 0 ? wrote : 0;
     evbuffer_commit_space(out, &vec, 1);
+    if (out == c->pack && evbuffer_get_length(out) >= PACK_FLUSH)
+        flush_pack(c); /* a long run, or one large reply */
     return rc;
 }
 
@@ -265,6 +329,17 @@ conn_close(struct star_conn *c)
         event_free(c->deadline);
         c->deadline = NULL;
     }
+    if (c->pack_ev)
+        event_free(c->pack_ev);
+    if (c->pack)
+        evbuffer_free(c->pack);
+    wire_packer_free(c->packer);
+    wire_unpacker_free(c->unpacker);
+    c->pack_ev = NULL;
+    c->pack = NULL;
+    c->packer = NULL;
+    c->unpacker = NULL;
+    c->packing = false;
     bufferevent_free(c->bev);
     c->bev = NULL;
     star_conn_unref(c);
@@ -286,6 +361,7 @@ conn_close_later(struct star_conn *c)
         return;
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
+    flush_pack(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         conn_close(c);
         return;
@@ -377,6 +453,28 @@ wire_state(const struct star *s)
     }
 }
 
+/* Replies from now on may be packed; without memory they are not. */
+static void
+start_packing(struct star_conn *c)
+{
+    if (c->packing)
+        return;
+    int level =
+        c->star->cfg.pack_level ? c->star->cfg.pack_level : WIRE_PACK_LEVEL;
+    c->pack = evbuffer_new();
+    c->pack_ev = event_new(c->star->base, -1, 0, pack_cb, c);
+    if (c->pack && c->pack_ev && wire_packer_new(level, &c->packer) == 0) {
+        c->packing = true;
+        return;
+    }
+    if (c->pack)
+        evbuffer_free(c->pack);
+    if (c->pack_ev)
+        event_free(c->pack_ev);
+    c->pack = NULL;
+    c->pack_ev = NULL;
+}
+
 static void
 handle_hello(struct star_conn *c, const struct wire_msg *m)
 {
@@ -400,7 +498,11 @@ handle_hello(struct star_conn *c, const struct wire_msg *m)
     r.u.hello_ok.max_have = WIRE_MAX_HAVE;
     r.u.hello_ok.max_chunk = WIRE_MAX_CHUNK;
     r.u.hello_ok.max_inflight = s->cfg.batch_max_chunks * 2;
+    if (s->cfg.pack_level >= 0)
+        r.u.hello_ok.features = WIRE_FEATURE_PACKED;
     star_send(c, &r);
+    if (s->cfg.pack_level >= 0 && (m->u.hello.features & WIRE_FEATURE_PACKED))
+        start_packing(c);
 }
 
 static void
@@ -499,6 +601,48 @@ bad_payload(struct star_conn *c, const struct wire_hdr *hdr, int rc)
     }
 }
 
+/* A stream fault inside a PACKED frame: the requests it carried cannot be
+ * named, so the session ends (the client sends them again elsewhere). */
+static void
+bad_pack(struct star_conn *c, int rc, const char *why)
+{
+    star_log(c->star, "%s from %s (%s), closing", why, c->peer,
+             orbit_errname(rc));
+    star_send_error(c, 0, rc, WIRE_NO_ITEM, "%s", why);
+    conn_close_later(c);
+}
+
+/* The requests of a PACKED frame, in order, as if each had come alone. */
+static void
+handle_packed(struct star_conn *c, const struct wire_msg *m)
+{
+    if (c->phase != CONN_READY || c->star->cfg.pack_level < 0) {
+        bad_pack(c, ORBIT_EPROTO, "PACKED frame without PACKED offered");
+        return;
+    }
+    int rc = c->unpacker ? 0 : wire_unpacker_new(&c->unpacker);
+    const uint8_t *raw = NULL;
+    size_t len = 0, pos = 0;
+    if (rc == 0)
+        rc = wire_unpack(c->unpacker, &m->u.packed, &raw, &len);
+    if (rc < 0) {
+        bad_pack(c, rc, "PACKED frame does not unpack");
+        return;
+    }
+    c->star->stats.packed_in++;
+    struct wire_hdr hdr;
+    const uint8_t *payload;
+    while (!c->dead && !c->closing && !c->goodbye &&
+           wire_unpacked_next(raw, len, &pos, &hdr, &payload) > 0) {
+        struct wire_msg inner;
+        rc = wire_decode(&hdr, payload, &inner);
+        if (rc < 0)
+            bad_payload(c, &hdr, rc);
+        else
+            dispatch(c, &inner);
+    }
+}
+
 /* Decode and handle one complete frame if buffered; false to stop. */
 static bool
 process_one(struct star_conn *c, struct evbuffer *in)
@@ -527,6 +671,8 @@ process_one(struct star_conn *c, struct evbuffer *in)
     rc = wire_decode(&hdr, f + WIRE_HDR_LEN, &m);
     if (rc < 0)
         bad_payload(c, &hdr, rc);
+    else if (m.type == WIRE_PACKED)
+        handle_packed(c, &m);
     else
         dispatch(c, &m);
     evbuffer_drain(in, flen);

@@ -24,6 +24,7 @@
 #include "orbit/error.h"
 #include "orbit/wire_auth.h"
 #include "orbit/wire_client.h"
+#include "orbit/wire_pack.h"
 #include "wire_internal.h"
 
 #define DEFAULT_CONNECT_MS 10000u
@@ -31,6 +32,7 @@
 #define DEFAULT_PENDING    4096u
 #define MAX_PENDING        (1u << 20)
 #define DEFAULT_OUT_BYTES  ((size_t)64 << 20)
+#define PACK_FLUSH         ((size_t)64 << 10) /* a run this long is sent */
 
 enum cstate {
     CS_CONNECTING, /* TCP connect in progress */
@@ -71,7 +73,15 @@ struct wire_client {
     bool goodbye_ok;
     int busy;
     bool dying;
-    uint64_t bytes_out, bytes_in; /* whole frames encoded / decoded */
+    uint64_t bytes_out, bytes_in; /* whole frames sent / received */
+    /* PACKED frames: small requests wait in `pack` until the loop comes
+     * round (pack_ev) or the run is long; replies may arrive packed. */
+    bool packing; /* the star takes PACKED frames */
+    int pack_error;
+    struct evbuffer *pack;
+    struct event *pack_ev;
+    struct wire_packer *packer;
+    struct wire_unpacker *unpacker;
 };
 
 static uint64_t
@@ -93,6 +103,12 @@ destroy(struct wire_client *c)
         evbuffer_free(c->held);
     if (c->timer)
         event_free(c->timer);
+    if (c->pack)
+        evbuffer_free(c->pack);
+    if (c->pack_ev)
+        event_free(c->pack_ev);
+    wire_packer_free(c->packer);
+    wire_unpacker_free(c->unpacker);
     free(c->slots);
     free(c->name);
     free(c->job_id);
@@ -161,6 +177,8 @@ fail_session(struct wire_client *c, int reason)
     if (c->bev)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     evbuffer_drain(c->held, evbuffer_get_length(c->held));
+    evbuffer_drain(c->pack, evbuffer_get_length(c->pack));
+    event_del(c->pack_ev);
     event_del(c->timer);
     fail_pending(c, ORBIT_ECLOSED);
     if (!was_ready && c->cfg.on_ready)
@@ -172,7 +190,7 @@ fail_session(struct wire_client *c, int reason)
 size_t
 wire_client_pending_bytes(const struct wire_client *c)
 {
-    size_t n = evbuffer_get_length(c->held);
+    size_t n = evbuffer_get_length(c->held) + evbuffer_get_length(c->pack);
     if (c->bev && c->state != CS_CLOSED)
         n += evbuffer_get_length(bufferevent_get_output(c->bev));
     return n;
@@ -208,9 +226,86 @@ encode_to(struct wire_client *c, struct evbuffer *out, const struct wire_msg *m,
         return ORBIT_ENOMEM;
     int rc = wire_encode(m, v.iov_base, v.iov_len, &written);
     v.iov_len = rc == 0 ? written : 0;
-    c->bytes_out += v.iov_len;
+    if (out != c->pack)
+        c->bytes_out += v.iov_len;
     evbuffer_commit_space(out, &v, 1);
     return rc;
+}
+
+/* Send the packed run as one PACKED frame. */
+static int
+flush_pack(struct wire_client *c)
+{
+    size_t raw_len = evbuffer_get_length(c->pack);
+    if (raw_len == 0)
+        return 0;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t bound = wire_pack_bound(raw_len), len = 0;
+    struct evbuffer_iovec v;
+    const uint8_t *raw = evbuffer_pullup(c->pack, -1);
+    if (!raw || evbuffer_reserve_space(out, (ev_ssize_t)bound, &v, 1) != 1)
+        return ORBIT_ENOMEM;
+    int rc = wire_pack(c->packer, raw, raw_len, v.iov_base, v.iov_len, &len);
+    v.iov_len = len;
+    evbuffer_commit_space(out, &v, 1);
+    c->bytes_out += len;
+    evbuffer_drain(c->pack, raw_len);
+    return rc;
+}
+
+/* A run that cannot be sent loses its requests: the session ends, from the
+ * loop (pack_ev), so no callback runs inside wire_client_send(). */
+static int
+pack_failed(struct wire_client *c, int rc)
+{
+    c->pack_error = rc;
+    event_active(c->pack_ev, EV_TIMEOUT, 0);
+    return rc;
+}
+
+static bool
+packable(const struct wire_client *c, uint8_t type, size_t len)
+{
+    return c->packing && c->state == CS_READY && len <= WIRE_MAX_PACK_RAW &&
+           type != WIRE_PUT && type != WIRE_HAVE; /* ids do not compress */
+}
+
+/* The buffer a request of this type and length goes to, in order: the
+ * held requests before HELLO_OK, the pack (a run never exceeds
+ * WIRE_MAX_PACK_RAW), or the output after whatever was packed. */
+static int
+request_buffer(struct wire_client *c, uint8_t type, size_t len,
+               struct evbuffer **out)
+{
+    if (c->state != CS_READY) {
+        *out = c->held;
+        return 0;
+    }
+    bool pack = packable(c, type, len);
+    int rc = 0;
+    if (!pack || evbuffer_get_length(c->pack) + len > WIRE_MAX_PACK_RAW)
+        rc = flush_pack(c);
+    if (rc < 0)
+        return pack_failed(c, rc);
+    if (pack)
+        event_active(c->pack_ev, EV_TIMEOUT, 0);
+    *out = pack ? c->pack : bufferevent_get_output(c->bev);
+    return 0;
+}
+
+static void
+on_pack(evutil_socket_t fd, short what, void *arg)
+{
+    struct wire_client *c = arg;
+    (void)fd;
+    (void)what;
+    enter(c);
+    int rc = c->pack_error;
+    if (rc == 0 && c->state == CS_READY)
+        rc = flush_pack(c);
+    if (rc < 0)
+        fail_session(c, rc);
+    leave(c);
 }
 
 static int
@@ -263,11 +358,15 @@ wire_client_send(struct wire_client *c, const struct wire_msg *m,
     if (pending > 0 && (pending >= c->cfg.max_out_bytes ||
                         len > c->cfg.max_out_bytes - pending))
         return ORBIT_EFULL;
+    if (c->pack_error)
+        return ORBIT_ECLOSED; /* the session is ending */
+    struct evbuffer *out;
+    rc = request_buffer(c, m->type, len, &out);
+    if (rc < 0)
+        return rc;
     struct wire_msg copy = *m;
     copy.request_id = free_id(c);
-    rc = encode_to(
-        c, c->state == CS_READY ? bufferevent_get_output(c->bev) : c->held,
-        &copy, len);
+    rc = encode_to(c, out, &copy, len);
     if (rc < 0)
         return rc;
     struct slot *s = &c->slots[copy.request_id & c->mask];
@@ -285,6 +384,11 @@ wire_client_send(struct wire_client *c, const struct wire_msg *m,
         c->above_low = true;
     if (out_id)
         *out_id = copy.request_id;
+    /* A long run (or one large request) goes now. If it cannot, the
+     * session ends from the loop and this request fails with the rest. */
+    if (out == c->pack && evbuffer_get_length(out) >= PACK_FLUSH &&
+        (rc = flush_pack(c)) < 0)
+        pack_failed(c, rc);
     return 0;
 }
 
@@ -292,6 +396,11 @@ static void
 session_ready(struct wire_client *c, const struct wire_msg *m)
 {
     c->state = CS_READY;
+    c->packing =
+        c->cfg.pack_level >= 0 &&
+        (m->u.hello_ok.features & WIRE_FEATURE_PACKED) &&
+        wire_packer_new(c->cfg.pack_level ? c->cfg.pack_level : WIRE_PACK_LEVEL,
+                        &c->packer) == 0;
     if (evbuffer_get_length(c->held) > 0)
         evbuffer_add_buffer(bufferevent_get_output(c->bev), c->held);
     if (c->cfg.on_ready)
@@ -316,6 +425,8 @@ handshake(struct wire_client *c, const struct wire_msg *m)
                m->request_id == c->hs_id) {
         c->hs_id = take_id(c);
         wire_hello_init(&out, c->hs_id, c->name, c->job_id, c->traceparent);
+        if (c->cfg.pack_level >= 0)
+            out.u.hello.features = WIRE_FEATURE_PACKED;
         rc = send_now(c, &out);
         c->state = CS_HELLO;
     } else if (c->state == CS_HELLO && m->type == WIRE_HELLO_OK &&
@@ -367,6 +478,31 @@ dispatch(struct wire_client *c, int rc, const struct wire_msg *m)
     }
 }
 
+/* The replies a PACKED frame carries, in order. */
+static void
+dispatch_packed(struct wire_client *c, const struct wire_msg *m)
+{
+    const uint8_t *raw;
+    size_t len, pos = 0;
+    int rc = ORBIT_EPROTO; /* we never offered them */
+    if (c->cfg.pack_level >= 0 && !c->unpacker)
+        rc = wire_unpacker_new(&c->unpacker);
+    if (c->unpacker)
+        rc = wire_unpack(c->unpacker, &m->u.packed, &raw, &len);
+    if (rc < 0) {
+        fail_session(c, rc);
+        return;
+    }
+    struct wire_hdr hdr;
+    const uint8_t *payload;
+    while (c->state != CS_CLOSED &&
+           wire_unpacked_next(raw, len, &pos, &hdr, &payload) > 0) {
+        struct wire_msg inner;
+        int drc = wire_decode(&hdr, payload, &inner);
+        dispatch(c, drc, &inner);
+    }
+}
+
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
@@ -391,7 +527,10 @@ on_read(struct bufferevent *bev, void *arg)
         struct wire_msg m;
         rc = wire_decode(&hdr, frame + WIRE_HDR_LEN, &m);
         c->bytes_in += total;
-        dispatch(c, rc, &m);
+        if (rc == 0 && m.type == WIRE_PACKED)
+            dispatch_packed(c, &m);
+        else
+            dispatch(c, rc, &m);
         evbuffer_drain(in, total);
     }
     leave(c);
@@ -498,7 +637,8 @@ configure(struct wire_client *c, const struct wire_client_config *cfg)
     c->mask = cap - 1;
     c->slots = wire_calloc(cap, sizeof *c->slots);
     c->held = evbuffer_new();
-    return (fail || !c->slots || !c->held) ? ORBIT_ENOMEM : 0;
+    c->pack = evbuffer_new();
+    return (fail || !c->slots || !c->held || !c->pack) ? ORBIT_ENOMEM : 0;
 }
 
 static int
@@ -543,7 +683,8 @@ start_timer(struct wire_client *c)
     tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
     struct timeval tv = {(time_t)(tick / 1000), (long)(tick % 1000) * 1000};
     c->timer = event_new(c->base, -1, EV_PERSIST, on_tick, c);
-    if (!c->timer || event_add(c->timer, &tv) < 0)
+    c->pack_ev = event_new(c->base, -1, 0, on_pack, c);
+    if (!c->timer || !c->pack_ev || event_add(c->timer, &tv) < 0)
         return ORBIT_ENOMEM;
     c->connect_deadline_ms = now_ms() + c->cfg.connect_timeout_ms;
     return 0;
@@ -587,6 +728,7 @@ wire_client_free(struct wire_client *c)
         if (c->bev)
             bufferevent_disable(c->bev, EV_READ | EV_WRITE);
         event_del(c->timer);
+        event_del(c->pack_ev);
         enter(c);
         fail_pending(c, ORBIT_ECANCELED);
         c->busy--;
@@ -684,9 +826,12 @@ wire_client_check(const struct wire_client *c)
     }
     if (used != c->npending)
         return ORBIT_ECORRUPT;
-    if (c->state == CS_CLOSED && (c->npending || evbuffer_get_length(c->held)))
+    if (c->state == CS_CLOSED && (c->npending || evbuffer_get_length(c->held) ||
+                                  evbuffer_get_length(c->pack)))
         return ORBIT_ECORRUPT;
     if (c->state == CS_READY && evbuffer_get_length(c->held))
+        return ORBIT_ECORRUPT;
+    if (!c->packing && evbuffer_get_length(c->pack))
         return ORBIT_ECORRUPT;
     return 0;
 }

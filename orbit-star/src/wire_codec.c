@@ -278,7 +278,9 @@ enc_hello(struct wbuf *w, const struct wire_msg *m)
     w_u16(w, h->version);
     TRY(w_str(w, h->traceparent, h->traceparent_len, WIRE_MAX_NAME));
     TRY(w_str(w, h->client_name, h->client_name_len, WIRE_MAX_NAME));
-    return w_str(w, h->job_id, h->job_id_len, WIRE_MAX_NAME);
+    TRY(w_str(w, h->job_id, h->job_id_len, WIRE_MAX_NAME));
+    w_u32(w, h->features);
+    return 0;
 }
 
 static int
@@ -288,7 +290,8 @@ dec_hello(struct rbuf *r, struct wire_msg *m)
     TRY(r_u16(r, &h->version));
     TRY(r_str(r, WIRE_MAX_NAME, &h->traceparent, &h->traceparent_len));
     TRY(r_str(r, WIRE_MAX_NAME, &h->client_name, &h->client_name_len));
-    return r_str(r, WIRE_MAX_NAME, &h->job_id, &h->job_id_len);
+    TRY(r_str(r, WIRE_MAX_NAME, &h->job_id, &h->job_id_len));
+    return r_u32(r, &h->features);
 }
 
 static int
@@ -302,6 +305,7 @@ enc_hello_ok(struct wbuf *w, const struct wire_msg *m)
     w_u32(w, h->max_have);
     w_u32(w, h->max_chunk);
     w_u32(w, h->max_inflight);
+    w_u32(w, h->features);
     return 0;
 }
 
@@ -315,7 +319,8 @@ dec_hello_ok(struct rbuf *r, struct wire_msg *m)
     TRY(r_u32(r, &h->max_payload));
     TRY(r_u32(r, &h->max_have));
     TRY(r_u32(r, &h->max_chunk));
-    return r_u32(r, &h->max_inflight);
+    TRY(r_u32(r, &h->max_inflight));
+    return r_u32(r, &h->features);
 }
 
 static int
@@ -717,6 +722,42 @@ dec_bulletin(struct rbuf *r, struct wire_msg *m)
     return r_str(r, WIRE_MAX_STR, &b->message, &b->message_len);
 }
 
+/* A compressed segment never needs more than twice its frames' bytes. */
+#define PACKED_MAX_DATA (2u * WIRE_MAX_PACK_RAW)
+
+static int
+enc_packed(struct wbuf *w, const struct wire_msg *m)
+{
+    const struct wire_packed *p = &m->u.packed;
+    if (p->codec != WIRE_CODEC_ZSTD || p->raw_len < WIRE_HDR_LEN ||
+        p->data_len == 0 || !p->data)
+        return ORBIT_EINVAL;
+    if (p->raw_len > WIRE_MAX_PACK_RAW || p->data_len > PACKED_MAX_DATA)
+        return ORBIT_ETOOBIG;
+    w_u8(w, p->codec);
+    w_u32(w, p->raw_len);
+    w_u32(w, p->raw_crc);
+    w_u32(w, p->data_len);
+    w_bytes(w, p->data, p->data_len);
+    return 0;
+}
+
+static int
+dec_packed(struct rbuf *r, struct wire_msg *m)
+{
+    struct wire_packed *p = &m->u.packed;
+    TRY(r_u8(r, &p->codec));
+    TRY(r_u32(r, &p->raw_len));
+    TRY(r_u32(r, &p->raw_crc));
+    TRY(r_u32(r, &p->data_len));
+    if (p->codec != WIRE_CODEC_ZSTD || p->raw_len < WIRE_HDR_LEN ||
+        p->data_len == 0)
+        return ORBIT_EPROTO;
+    if (p->raw_len > WIRE_MAX_PACK_RAW || p->data_len > PACKED_MAX_DATA)
+        return ORBIT_ETOOBIG;
+    return r_bytes(r, p->data_len, &p->data);
+}
+
 struct msg_codec {
     uint8_t type;
     const char *name;
@@ -747,6 +788,7 @@ static const struct msg_codec codecs[] = {
     {WIRE_GOODBYE, "GOODBYE", NULL, NULL},
     {WIRE_GOODBYE_OK, "GOODBYE_OK", NULL, NULL},
     {WIRE_BULLETIN, "BULLETIN", enc_bulletin, dec_bulletin},
+    {WIRE_PACKED, "PACKED", enc_packed, dec_packed},
 };
 
 static const struct msg_codec *
@@ -858,12 +900,22 @@ wire_crc32c_portable(const void *data, size_t len)
     return crc32c_nibbles(0xffffffffu, data, len) ^ 0xffffffffu;
 }
 
-/* Payload bytes the check covers: metadata, not chunk data. */
+/* The bulk bytes at the end of a PUT or PACKED payload. */
+static uint32_t
+data_len_of(const struct wire_msg *m)
+{
+    return m->type == WIRE_PUT      ? m->u.put.data_len
+           : m->type == WIRE_PACKED ? m->u.packed.data_len
+                                    : 0;
+}
+
+/* Payload bytes the check covers: metadata, not chunk data (nor a PACKED
+ * segment, whose frames carry their own checks and a CRC of them all). */
 static size_t
 check_span(uint8_t type, uint32_t payload_len, uint32_t data_len)
 {
     size_t n = payload_len;
-    if (type == WIRE_PUT && data_len <= n)
+    if ((type == WIRE_PUT || type == WIRE_PACKED) && data_len <= n)
         n -= data_len;
     return n < WIRE_CHECK_SPAN ? n : WIRE_CHECK_SPAN;
 }
@@ -922,10 +974,9 @@ static uint16_t
 check_of(const struct wire_hdr *hdr, const uint8_t *payload,
          const struct wire_msg *m)
 {
-    uint32_t data = hdr->type == WIRE_PUT ? m->u.put.data_len : 0;
     return frame_check(hdr->version, hdr->type, hdr->request_id,
                        hdr->payload_len, payload,
-                       check_span(hdr->type, hdr->payload_len, data));
+                       check_span(hdr->type, hdr->payload_len, data_len_of(m)));
 }
 
 int
@@ -995,7 +1046,7 @@ wire_encode(const struct wire_msg *m, uint8_t *buf, size_t cap, size_t *out_len)
     if (w.len > cap)
         return ORBIT_EFULL;
     uint32_t plen = (uint32_t)(w.len - WIRE_HDR_LEN);
-    uint32_t data = m->type == WIRE_PUT ? m->u.put.data_len : 0;
+    uint32_t data = data_len_of(m);
     buf[0] = WIRE_VERSION;
     buf[1] = m->type;
     wire_be16_put(buf + 2, frame_check(WIRE_VERSION, m->type, m->request_id,

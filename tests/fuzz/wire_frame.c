@@ -1,7 +1,8 @@
 /*
  * Fuzz target: a byte stream of wire frames. Every frame the decoder accepts
  * must re-encode to exactly the same bytes, and every view it hands out
- * (chunk refs, list entries, bitmap bits) must be readable.
+ * (chunk refs, list entries, bitmap bits, the frames a PACKED frame
+ * unpacks to) must be readable.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "orbit/error.h"
 #include "orbit/wire.h"
+#include "orbit/wire_pack.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,6 +32,24 @@ walk_views(const struct wire_msg *m)
             n++;
         if (n != m->u.list_reply.n)
             abort();
+    } else if (m->type == WIRE_PACKED) {
+        struct wire_unpacker *u;
+        if (wire_unpacker_new(&u) != 0)
+            return;
+        const uint8_t *raw;
+        size_t len, pos = 0;
+        if (wire_unpack(u, &m->u.packed, &raw, &len) == 0) {
+            if (len != m->u.packed.raw_len)
+                abort();
+            struct wire_hdr h;
+            const uint8_t *payload;
+            struct wire_msg inner;
+            while (wire_unpacked_next(raw, len, &pos, &h, &payload) == 1)
+                sink += (uint32_t)wire_decode(&h, payload, &inner);
+            if (pos != len)
+                abort();
+        }
+        wire_unpacker_free(u);
     } else if (m->type == WIRE_HAVE_REPLY) {
         for (uint32_t i = 0; i < m->u.have_reply.n; i++)
             sink += wire_bitmap_get(m->u.have_reply.bitmap, i);

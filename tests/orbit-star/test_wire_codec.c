@@ -16,7 +16,7 @@ static const uint8_t types[] = {
     WIRE_PUT,      WIRE_PUT_OK,         WIRE_COMMIT,        WIRE_COMMIT_OK,
     WIRE_LIST,     WIRE_LIST_REPLY,     WIRE_DELETE,        WIRE_DELETE_OK,
     WIRE_HEALTH,   WIRE_HEALTH_REPLY,   WIRE_GOODBYE,       WIRE_GOODBYE_OK,
-    WIRE_BULLETIN,
+    WIRE_BULLETIN, WIRE_PACKED,
 };
 #define NTYPES (sizeof types / sizeof types[0])
 
@@ -61,7 +61,7 @@ sample(uint8_t type, struct wire_msg *m)
     case WIRE_HELLO:
         m->u.hello = (struct wire_hello){
             1, S("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            S("orbit@src"), S("job-42")};
+            S("orbit@src"), S("job-42"), WIRE_FEATURE_PACKED};
         break;
     case WIRE_HELLO_OK:
         m->u.hello_ok = (struct wire_hello_ok){1,
@@ -70,7 +70,8 @@ sample(uint8_t type, struct wire_msg *m)
                                                WIRE_MAX_PAYLOAD,
                                                WIRE_MAX_HAVE,
                                                WIRE_MAX_CHUNK,
-                                               256};
+                                               256,
+                                               WIRE_FEATURE_PACKED};
         break;
     case WIRE_HAVE:
         m->u.have = (struct wire_have){3, ids};
@@ -138,6 +139,10 @@ sample(uint8_t type, struct wire_msg *m)
                                                  4,
                                                  WIRE_STATE_DEGRADED,
                                                  WIRE_ADV_DISK_WARNING};
+        break;
+    case WIRE_PACKED:
+        m->u.packed = (struct wire_packed){WIRE_CODEC_ZSTD, 4000, 0xdeadbeefu,
+                                           chunk, sizeof chunk};
         break;
     case WIRE_BULLETIN:
         m->u.bulletin =

@@ -90,6 +90,10 @@ struct star_config {
      * a wrong id fails the COMMIT (ENOENT, retryable) and is dropped.
      * star_listen() refuses (ORBIT_EINVAL) a star configured so. */
     bool verify_puts;
+    /* zstd level of the PACKED frames the star offers (clients then pack
+     * small requests, and it packs its replies to clients that offer them
+     * too); default 0: WIRE_PACK_LEVEL; < 0: PACKED frames are refused. */
+    int pack_level;
     bool quiet; /* no stderr lines (tests) */
     star_state_cb on_state;
     void *on_state_arg;
@@ -114,6 +118,8 @@ struct star_stats {
     uint64_t rounds;             /* flushes: PUTs, COMMITs or both at once */
     uint64_t containers_removed; /* reclaimed after their chunks moved */
     uint64_t reads_paused;       /* a client's replies were piling up */
+    uint64_t packed_in;          /* PACKED frames received and unpacked */
+    uint64_t packed_out;         /* PACKED frames of replies sent */
     uint32_t connections;
 };
 

@@ -57,6 +57,10 @@
 #define WIRE_MAX_COMMIT_CHUNKS 262144     /* chunk refs in one COMMIT frame */
 #define WIRE_MAX_LIST          4096       /* entries in one LIST_REPLY */
 #define WIRE_NO_ITEM           UINT32_MAX /* ERROR: no batch item concerned */
+#define WIRE_MAX_PACK_RAW      (1u << 20) /* frames carried by one PACKED */
+
+/* HELLO / HELLO_OK feature bits (u32): what this side accepts. */
+#define WIRE_FEATURE_PACKED 0x01u /* PACKED frames (zstd stream) */
 
 /* Message types. A request's reply type is the request type + 1. */
 enum wire_type {
@@ -81,6 +85,7 @@ enum wire_type {
     WIRE_GOODBYE = 0x1e,
     WIRE_GOODBYE_OK = 0x1f,
     WIRE_BULLETIN = 0x20, /* star -> client, unsolicited, request_id 0 */
+    WIRE_PACKED = 0x22,   /* either way, request_id 0, no reply: frames */
 };
 
 /* Star lifecycle state as carried on the wire (u8). */
@@ -155,6 +160,7 @@ struct wire_hello {
     size_t client_name_len;
     const char *job_id;
     size_t job_id_len;
+    uint32_t features; /* WIRE_FEATURE_* the client accepts */
 };
 
 struct wire_hello_ok {
@@ -166,6 +172,7 @@ struct wire_hello_ok {
     uint32_t max_have;
     uint32_t max_chunk;
     uint32_t max_inflight; /* requests the star is happy to have queued */
+    uint32_t features;     /* WIRE_FEATURE_* the star accepts */
 };
 
 /* HAVE: n contiguous ids of WIRE_ID_LEN bytes. */
@@ -307,6 +314,19 @@ struct wire_bulletin {
     size_t message_len;
 };
 
+/*
+ * PACKED: a run of whole frames (raw_len bytes whose CRC-32C is raw_crc),
+ * compressed as the next segment of the sender's zstd stream for this
+ * connection (codec WIRE_CODEC_ZSTD); orbit/wire_pack.h packs and unpacks.
+ */
+struct wire_packed {
+    uint8_t codec; /* enum wire_codec; only WIRE_CODEC_ZSTD */
+    uint32_t raw_len;
+    uint32_t raw_crc;
+    const uint8_t *data; /* the compressed segment */
+    uint32_t data_len;
+};
+
 /* One frame. Types with an empty payload (AUTH_OK, HEALTH, GOODBYE, ...)
  * use no union member. */
 struct wire_msg {
@@ -331,6 +351,7 @@ struct wire_msg {
         struct wire_delete_ok delete_ok;
         struct wire_health_reply health;
         struct wire_bulletin bulletin;
+        struct wire_packed packed;
     } u;
 };
 

@@ -66,6 +66,10 @@ struct wire_client_config {
     uint32_t max_pending;        /* requests in flight; 0: 4096 */
     size_t max_out_bytes;        /* buffered outgoing bytes; 0: 64 MiB */
     size_t low_water;            /* on_drain threshold; 0: max_out_bytes/4 */
+    /* zstd level of PACKED frames (small requests are packed when the star
+     * offers them, its replies when we do); 0: WIRE_PACK_LEVEL, < 0: never
+     * (for a socketpair to an in-process star, where bytes cost nothing). */
+    int pack_level;
     /* Exactly once: 0 with the star's HELLO_OK, or the failure (EAUTH,
      * ECONNECT, ETIMEDOUT, EVERSION, ECLOSED...) after which the client is
      * closed. hello (star name, limits) is valid during the call only. */
@@ -113,8 +117,9 @@ int wire_client_goodbye(struct wire_client *c, wire_reply_cb cb, void *arg,
 /* Encoded bytes not yet handed to the kernel (held or buffered). */
 size_t wire_client_pending_bytes(const struct wire_client *c);
 
-/* Bytes of whole frames this client encoded (requests, handshake
- * included) and decoded (replies) since it was created. */
+/* Bytes of whole frames this client sent (requests, handshake included;
+ * a packed run counts as its PACKED frame) and received (replies) since it
+ * was created: what crossed the connection. */
 void wire_client_traffic(const struct wire_client *c, uint64_t *out,
                          uint64_t *in);
 
