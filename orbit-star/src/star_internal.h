@@ -154,6 +154,7 @@ void star_count_error(struct star *s, int code);
 /* ops requests succeeded (for the health monitor's error rate). */
 void star_count_ok(struct star *s, uint64_t ops);
 uint64_t star_now_ms(void);
+uint64_t star_now_us(void); /* CLOCK_MONOTONIC */
 
 /* ---- star_put.c ---- */
 int star_batch_init(struct star *s);

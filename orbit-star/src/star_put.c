@@ -64,14 +64,6 @@ star_batch_release(struct star *s)
     s->flush_ev = NULL;
 }
 
-static uint64_t
-now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* After a busy round (pipelined clients: many requests gathered) the next
  * starts round_interval_us after it, so one sync covers what comes in
  * meanwhile; after a small one (a client waiting for each reply, or a
@@ -83,7 +75,7 @@ arm_flush(struct star *s)
         return;
     uint64_t us = s->cfg.batch_delay_us;
     uint64_t next = s->round_started_us + s->cfg.round_interval_us;
-    uint64_t now = now_us();
+    uint64_t now = star_now_us();
     if (s->round_items >= STAR_BUSY_ROUND && next > now && next - now > us)
         us = next - now;
     struct timeval tv = {us / 1000000, (suseconds_t)(us % 1000000)};
@@ -221,8 +213,11 @@ queue_put(struct star_conn *c, uint32_t rid, const uint8_t *id,
         arm_flush(s);
 }
 
-void
-star_handle_put(struct star_conn *c, const struct wire_msg *m)
+/* Decompress, verify and store a PUT: 1 to queue it for the round (*loc
+ * NULL when the chunk is already being stored in this round), 0 when it
+ * was answered here. */
+static int
+take_put(struct star_conn *c, const struct wire_msg *m, struct star_loc **loc)
 {
     struct star *s = c->star;
     const struct wire_put *p = &m->u.put;
@@ -235,32 +230,43 @@ star_handle_put(struct star_conn *c, const struct wire_msg *m)
                         rc == ORBIT_ECORRUPT
                             ? "bytes do not match the id; resend it"
                             : "bad codec or length");
-        return;
+        return 0;
     }
     bool have = false;
     rc = star_store_has(s->store, p->id, &have);
     if (rc == 0 && have) {
         put_ok(c, m->request_id, p->id, true);
-        return;
+        return 0;
     }
-    if (rc == 0 && in_batch(s, p->id)) {
-        queue_put(c, m->request_id, p->id, NULL, 0);
-        return;
-    }
-    struct star_loc *loc = rc == 0 ? star_malloc(sizeof *loc) : NULL;
-    if (rc == 0 && !loc)
+    if (rc == 0 && in_batch(s, p->id))
+        return 1;
+    struct star_loc *l = rc == 0 ? star_malloc(sizeof *l) : NULL;
+    if (rc == 0 && !l)
         rc = ORBIT_ENOMEM;
     if (rc == 0)
-        rc = put_store(s, p, raw, loc);
+        rc = put_store(s, p, raw, l);
     if (rc < 0) {
-        free(loc);
+        free(l);
         star_send_error(c, m->request_id, rc, WIRE_NO_ITEM,
                         "chunk %s not stored: %s", idh, orbit_strerror(rc));
-        return;
+        return 0;
     }
     s->stats.bytes_received += p->raw_len;
     s->stats.chunks_received++;
-    queue_put(c, m->request_id, p->id, loc, p->raw_len);
+    *loc = l;
+    return 1;
+}
+
+void
+star_handle_put(struct star_conn *c, const struct wire_msg *m)
+{
+    uint64_t t0 = star_now_us();
+    struct star_loc *loc = NULL;
+    int queue = take_put(c, m, &loc);
+    c->star->stats.us_put += star_now_us() - t0;
+    if (queue) /* may run the round: timed on its own */
+        queue_put(c, m->request_id, m->u.put.id, loc,
+                  loc ? m->u.put.raw_len : 0);
 }
 
 /* ---- COMMIT queueing ---- */
@@ -340,10 +346,14 @@ flush_puts(struct star *s)
             locs[k++] = s->puts[i].loc;
         }
     }
+    uint64_t t0 = star_now_us();
     if (rc == 0)
         rc = star_store_sync(s->store);
+    uint64_t t1 = star_now_us();
     if (rc == 0)
         rc = star_store_index(s->store, ids, locs, k);
+    s->stats.us_put_sync += t1 - t0;
+    s->stats.us_index += star_now_us() - t1;
     s->stats.sync_rounds++;
     for (size_t i = 0; i < n; i++) {
         struct star_put_item *it = &s->puts[i];
@@ -405,7 +415,7 @@ star_flush(struct star *s)
 {
     if (s->flush_ev)
         evtimer_del(s->flush_ev);
-    s->round_started_us = now_us();
+    s->round_started_us = star_now_us();
     s->round_items = s->nputs + s->ncommits;
     s->stats.rounds += s->round_items > 0;
     if (s->nputs > 0)

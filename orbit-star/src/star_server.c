@@ -50,11 +50,17 @@ star_state_name(enum star_state st)
 }
 
 uint64_t
-star_now_ms(void)
+star_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t
+star_now_ms(void)
+{
+    return star_now_us() / 1000u;
 }
 
 void
@@ -1032,6 +1038,16 @@ check_drained(struct star *s)
              (unsigned long long)s->stats.files_committed,
              (unsigned long long)s->stats.commits_in_place,
              (unsigned long long)s->stats.commits_trusted);
+    const struct star_stats *t = &s->stats;
+    if (t->rounds > 0)
+        star_log(s,
+                 "time in %llu round(s): PUTs %.1f s (verify, store), their "
+                 "syncs %.1f s, index %.1f s; COMMITs %.1f s (assemble, "
+                 "verify), syncs %.1f s, renames %.1f s, records %.1f s",
+                 (unsigned long long)t->rounds, (double)t->us_put / 1e6,
+                 (double)t->us_put_sync / 1e6, (double)t->us_index / 1e6,
+                 (double)t->us_assemble / 1e6, (double)t->us_commit_sync / 1e6,
+                 (double)t->us_rename / 1e6, (double)t->us_record / 1e6);
     set_state(s, STAR_SHUTDOWN);
 }
 

@@ -3,6 +3,7 @@
  * authentication failures, hostile frames, traversal attempts, lifecycle.
  */
 #include <dirent.h>
+#include <time.h>
 #include <zstd.h>
 
 #include "test_star_helpers.h"
@@ -230,6 +231,8 @@ TestSuite(star_data, .init = setup, .fini = teardown);
 
 Test(star_data, put_have_commit_roundtrip)
 {
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
     int fd = tc_open(T.port);
     enum { N = 200000 };
     uint8_t *data = malloc(N);
@@ -298,6 +301,24 @@ Test(star_data, put_have_commit_roundtrip)
     free(buf);
     free(data);
     close(fd);
+
+    /* Where the star's time went: every stage ran, and each was timed once
+     * (together no longer than the test itself). */
+    clock_gettime(CLOCK_MONOTONIC, &w1);
+    uint64_t wall_us = (uint64_t)(w1.tv_sec - w0.tv_sec) * 1000000u +
+                       (uint64_t)((w1.tv_nsec - w0.tv_nsec) / 1000);
+    struct star_stats st2;
+    star_get_stats(T.star, &st2);
+    uint64_t stages[] = {st2.us_put,      st2.us_put_sync,    st2.us_index,
+                         st2.us_assemble, st2.us_commit_sync, st2.us_rename,
+                         st2.us_record};
+    uint64_t sum = 0;
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+        cr_assert_gt(stages[i], 0, "stage %zu not timed", i);
+        sum += stages[i];
+    }
+    cr_assert_leq(sum, wall_us, "%llu us counted in %llu us",
+                  (unsigned long long)sum, (unsigned long long)wall_us);
 }
 
 Test(star_data, put_zstd_and_corrupt)

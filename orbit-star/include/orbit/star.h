@@ -120,6 +120,13 @@ struct star_stats {
     uint64_t reads_paused;       /* a client's replies were piling up */
     uint64_t packed_in;          /* PACKED frames received and unpacked */
     uint64_t packed_out;         /* PACKED frames of replies sent */
+    /* Where the loop thread's time went, in microseconds (the star logs
+     * them when it stops): PUTs taken (decompressed, verified, written),
+     * the rounds' syncs of that data and their LMDB index commits; COMMIT
+     * groups assembled (chunks placed, whole file read and hashed), their
+     * syncs (files, then directories), renames, and file records. */
+    uint64_t us_put, us_put_sync, us_index;
+    uint64_t us_assemble, us_commit_sync, us_rename, us_record;
     uint32_t connections;
 };
 
