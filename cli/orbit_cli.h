@@ -94,6 +94,16 @@ int cli_cmd_transfer(const struct cli_opts *o);
 int cli_cmd_dlq(const struct cli_opts *o, const char *action);
 int cli_cmd_status(const struct cli_opts *o);
 int cli_cmd_verify(const struct cli_opts *o);
+int cli_verify_star(const struct cli_opts *o); /* DST star://... */
+
+struct sched_dest_config;
+/* star://HOST[:PORT]/PATH into d (kind, host copied into host, port,
+ * prefix pointing into url); ORBIT_EINVAL when malformed. */
+int cli_parse_star_url(const char *url, struct sched_dest_config *d, char *host,
+                       size_t hostcap);
+/* The token of --token-file or ORBIT_TOKEN (a message on failure). */
+int cli_load_token(const struct cli_opts *o, uint8_t *buf, size_t cap,
+                   size_t *len);
 int cli_cmd_demo(const struct cli_opts *o, const char *self);
 int cli_cmd_serve(const struct cli_opts *o);
 int cli_submit_via(const struct cli_opts *o, size_t nsrc);

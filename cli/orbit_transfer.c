@@ -58,9 +58,9 @@ human(uint64_t n, char *buf, size_t cap)
 /* ---- destination and sources
  * ------------------------------------------------- */
 
-static int
-parse_star_url(const char *url, struct sched_dest_config *d, char *host,
-               size_t hostcap)
+int
+cli_parse_star_url(const char *url, struct sched_dest_config *d, char *host,
+                   size_t hostcap)
 {
     const char *p = url + strlen("star://");
     const char *slash = strchr(p, '/');
@@ -95,8 +95,8 @@ parse_star_url(const char *url, struct sched_dest_config *d, char *host,
     return 0;
 }
 
-static int
-load_token(const struct cli_opts *o, uint8_t *buf, size_t cap, size_t *len)
+int
+cli_load_token(const struct cli_opts *o, uint8_t *buf, size_t cap, size_t *len)
 {
     if (o->token_file) {
         int rc = wire_token_load(o->token_file, buf, cap, len);
@@ -362,14 +362,14 @@ setup_dest(const struct cli_opts *o, struct xfer_setup *x, const char *dst)
     d->name = dst;
     d->token = token;
     if (strncmp(dst, "star://", 7) == 0) {
-        if (parse_star_url(dst, d, x->hosts[i], sizeof x->hosts[i]) != 0) {
+        if (cli_parse_star_url(dst, d, x->hosts[i], sizeof x->hosts[i]) != 0) {
             fprintf(stderr,
                     "orbit: bad destination '%s' (expected "
                     "star://HOST[:PORT]/PATH)\n",
                     dst);
             return ORBIT_EINVAL;
         }
-        return load_token(o, token, WIRE_TOKEN_MAX, &d->token_len);
+        return cli_load_token(o, token, WIRE_TOKEN_MAX, &d->token_len);
     }
     d->kind = SCHED_DEST_LOCAL;
     d->root = dst;

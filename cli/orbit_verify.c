@@ -1,6 +1,7 @@
 /*
  * orbit_verify.c - `orbit verify SRC DST`: compare two local trees by
- * SHA-256 digest, entry by entry, and list every difference.
+ * SHA-256 digest, entry by entry, and list every difference (a star:// DST
+ * is orbit_verify_star.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -136,11 +137,13 @@ cli_cmd_verify(const struct cli_opts *o)
         fprintf(stderr, "orbit: usage: orbit verify SRC DST\n");
         return ORBIT_EXIT_USAGE;
     }
-    if (strncmp(o->sources[1], "star://", 7) == 0) {
-        fprintf(stderr, "orbit: verify compares local trees; run it on the "
-                        "star's host against its root\n");
+    if (strncmp(o->sources[0], "star://", 7) == 0) {
+        fprintf(stderr, "orbit: verify compares a local SRC with a local or "
+                        "star:// DST\n");
         return ORBIT_EXIT_USAGE;
     }
+    if (strncmp(o->sources[1], "star://", 7) == 0)
+        return cli_verify_star(o);
     struct verify_ctx v = {
         .src = o->sources[0], .dst = o->sources[1], .quiet = o->quiet};
     struct stat st;

@@ -322,9 +322,6 @@ assemble_whole(struct star *s, struct star_commit_item *it,
  * read. Without a matching record the file is read and hashed. Either way a
  * file changed behind the star's back is never mistaken for the source's.
  */
-static int copy_hashed(struct star *s, int src, int dst, uint64_t size,
-                       uint8_t d[32]);
-
 static bool
 same_time(int64_t sec, uint32_t nsec, const struct timespec *ts)
 {
@@ -366,7 +363,7 @@ same_bytes(struct star *s, struct star_commit_item *it, int fd,
     if (says != RECORD_NOTHING)
         return it->trusted;
     uint8_t d[32];
-    return copy_hashed(s, fd, -1, c->size, d) == 0 &&
+    return star_copy_hashed(s, fd, -1, c->size, d) == 0 &&
            memcmp(d, c->digest, sizeof d) == 0;
 }
 
@@ -578,8 +575,8 @@ assemble_one(struct star *s, struct star_commit_item *it)
 }
 
 /* Copy src into dst from the start, hashing what was read. */
-static int
-copy_hashed(struct star *s, int src, int dst, uint64_t size, uint8_t d[32])
+int
+star_copy_hashed(struct star *s, int src, int dst, uint64_t size, uint8_t d[32])
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     int rc =
@@ -618,7 +615,7 @@ copy_across(struct star *s, struct star_commit_item *it, int pfd,
     int dst = openat(pfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     uint8_t d[32];
     int rc = src < 0 || dst < 0 ? orbit_err_from_errno(errno)
-                                : copy_hashed(s, src, dst, c->size, d);
+                                : star_copy_hashed(s, src, dst, c->size, d);
     if (rc == 0 && memcmp(d, c->digest, 32) != 0)
         rc = ORBIT_ECORRUPT;
     if (rc == 0)

@@ -23,8 +23,14 @@
 #define LIST_MAX_DEPTH 128
 #define LIST_BUDGET    ((size_t)WIRE_MAX_PAYLOAD - ((size_t)64 << 10))
 #define ENTRY_FIXED    64 /* encoded bytes of an entry besides its path */
+/* With WIRE_LIST_DIGESTS a page ends after the file that takes the bytes
+ * hashed for it past this, so one request holds the loop briefly. */
+#define LIST_HASH_BUDGET ((uint64_t)64 << 20)
 
 struct lister {
+    struct star *star;
+    bool digests;       /* WIRE_LIST_DIGESTS */
+    uint64_t hashed;    /* bytes read for this page's digests */
     const char *cursor; /* "" for none */
     uint32_t max;
     struct wire_list_entry *entries;
@@ -119,8 +125,28 @@ ftype_of(mode_t m)
     return 0;
 }
 
+/* The SHA-256 of the regular file name in dirfd, if it is still the file
+ * st describes and can be read whole. */
+static bool
+digest_of(struct lister *l, int dirfd, const char *name, const struct stat *st,
+          uint8_t d[WIRE_DIGEST_LEN])
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat now;
+    bool ok = fd >= 0 && fstat(fd, &now) == 0 && now.st_ino == st->st_ino &&
+              now.st_dev == st->st_dev && S_ISREG(now.st_mode) &&
+              star_copy_hashed(l->star, fd, -1, (uint64_t)now.st_size, d) == 0;
+    if (fd >= 0)
+        close(fd);
+    l->hashed += (uint64_t)st->st_size;
+    if (l->hashed >= LIST_HASH_BUDGET)
+        l->full = true; /* the page ends with this entry */
+    return ok;
+}
+
 static void
-emit(struct lister *l, const char *path, const struct stat *st)
+emit(struct lister *l, int dirfd, const char *name, const char *path,
+     const struct stat *st)
 {
     size_t plen = strlen(path);
     if (l->n >= l->max || l->bytes + plen + ENTRY_FIXED > LIST_BUDGET) {
@@ -142,6 +168,8 @@ emit(struct lister *l, const char *path, const struct stat *st)
     e->mtime_sec = st->st_mtim.tv_sec;
     e->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
     l->bytes += plen + ENTRY_FIXED;
+    if (l->digests && e->ftype == WIRE_FT_REGULAR)
+        e->has_digest = digest_of(l, dirfd, name, st, e->digest);
 }
 
 static void walk(struct lister *l, int dirfd, const char *prefix,
@@ -166,7 +194,7 @@ visit(struct lister *l, int dirfd, const char *prefix, const char *name,
         ftype_of(st.st_mode) == 0)
         return;
     if (cmp > 0)
-        emit(l, path, &st);
+        emit(l, dirfd, name, path, &st);
     if (l->full || l->rc < 0 || !S_ISDIR(st.st_mode) || depth >= LIST_MAX_DEPTH)
         return;
     int fd =
@@ -237,6 +265,8 @@ star_handle_list(struct star_conn *c, const struct wire_msg *m)
     const struct wire_list *q = &m->u.list;
     struct lister l;
     memset(&l, 0, sizeof l);
+    l.star = c->star;
+    l.digests = q->flags & WIRE_LIST_DIGESTS;
     l.cursor = q->cursor;
     l.max = q->max_entries ? q->max_entries : LIST_DEFAULT;
     if (l.max > WIRE_MAX_LIST)

@@ -167,6 +167,11 @@ void star_flush(struct star *s);
 
 /* ---- star_commit.c ---- */
 /* Assemble, verify and rename a group of commits; fills each item's rc. */
+/* Copy size bytes of src into dst (dst < 0: none) from offset 0, hashing
+ * them with SHA-256 into d; reads through the star's scratch buffer. */
+int star_copy_hashed(struct star *s, int src, int dst, uint64_t size,
+                     uint8_t d[32]);
+
 void star_commit_group(struct star *s, struct star_commit_item *items,
                        size_t n);
 void star_partials_free(struct star *s);

@@ -546,7 +546,10 @@ enc_list(struct wbuf *w, const struct wire_msg *m)
     const struct wire_list *l = &m->u.list;
     TRY(w_path(w, l->path, l->path_len, true));
     TRY(w_str(w, l->cursor, l->cursor_len, WIRE_MAX_STR));
+    if (l->flags & ~WIRE_LIST_DIGESTS)
+        return ORBIT_EINVAL;
     w_u32(w, l->max_entries);
+    w_u8(w, l->flags);
     return 0;
 }
 
@@ -556,7 +559,9 @@ dec_list(struct rbuf *r, struct wire_msg *m)
     struct wire_list *l = &m->u.list;
     TRY(r_path(r, true, &l->path, &l->path_len));
     TRY(r_str(r, WIRE_MAX_STR, &l->cursor, &l->cursor_len));
-    return r_u32(r, &l->max_entries);
+    TRY(r_u32(r, &l->max_entries));
+    TRY(r_u8(r, &l->flags));
+    return (l->flags & ~WIRE_LIST_DIGESTS) ? ORBIT_EPROTO : 0;
 }
 
 static int

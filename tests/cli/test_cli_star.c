@@ -2,7 +2,8 @@
  * `orbit copy` to a networked `orbit-star` on 127.0.0.1, end to end: the
  * tree lands under ROOT/PATH intact, the star drains on SIGTERM; a wrong
  * token, a missing token and a closed port end with exit 1 and a message
- * that says what went wrong.
+ * that says what went wrong; `orbit verify` against the star finds every
+ * difference made behind its back.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -55,6 +56,72 @@ Test(cli_star, copy_lands_under_the_star_root)
     r = e2e_report(p.out);
     cr_assert(r.found, "%s", p.out);
     cr_expect_eq(r.bytes_sent, 0, "%s", p.out);
+    e2e_proc_free(&p);
+    e2e_star_stop(&star);
+}
+
+/* verify SRC star://...: the star hashes what it holds, orbit the source,
+ * and a changed byte, a deleted file and files added at the star are each
+ * named (exit 3); a missing token and a missing PATH are clear too. */
+Test(cli_star, verify_against_a_star_names_every_difference)
+{
+    struct e2e_tree tree;
+    e2e_make_tree(t->src, 60, 1u << 20, &tree);
+    struct e2e_star star = {0};
+    e2e_star_start(t, &star, 0);
+    char url[128], under[E2E_PATH * 2], path[E2E_PATH * 3];
+    star_url(url, sizeof url, star.port, "v");
+    struct e2e_proc p;
+    int code = E2E_ORBIT_RUN(t, &p, "copy", "--token-file", star.token_file,
+                             t->src_slash, url);
+    cr_assert_eq(code, 0, "copy: exit %d\n%s", code, p.err);
+    e2e_proc_free(&p);
+    code = E2E_ORBIT_RUN(t, &p, "verify", "--token-file", star.token_file,
+                         t->src, url);
+    cr_assert_eq(code, 0, "verify: exit %d\n%s\n%s", code, p.out, p.err);
+    cr_assert(strstr(p.out, " 0 differences"), "%s", p.out);
+    e2e_proc_free(&p);
+
+    /* one byte of the big file, a deleted duplicate, an added tree */
+    snprintf(under, sizeof under, "%s/v", star.root);
+    snprintf(path, sizeof path, "%s/%s", under, tree.big);
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 12345, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 12345, SEEK_SET);
+    fputc(c ^ 0x20, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/%s", under, tree.dup_b);
+    cr_assert_eq(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/added", under);
+    e2e_mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/added/inside.txt", under);
+    e2e_write_bytes(path, "x", 1);
+    code = E2E_ORBIT_RUN(t, &p, "verify", "--token-file", star.token_file,
+                         t->src, url);
+    cr_assert_eq(code, 3, "verify: exit %d\n%s\n%s", code, p.out, p.err);
+    char line[256];
+    snprintf(line, sizeof line, "content    %s\n", tree.big);
+    cr_expect(strstr(p.out, line), "no '%s' in:\n%s", line, p.out);
+    snprintf(line, sizeof line, "missing    %s\n", tree.dup_b);
+    cr_expect(strstr(p.out, line), "no '%s' in:\n%s", line, p.out);
+    cr_expect(strstr(p.out, "extra      added\n"), "%s", p.out);
+    cr_expect_null(
+        strstr(p.out, "added/inside.txt"),
+        "an extra directory's entries are not listed one by one:\n%s", p.out);
+    cr_expect(strstr(p.out, " 3 differences"), "%s", p.out);
+    e2e_proc_free(&p);
+
+    /* no token: exit 1 and why; a PATH the star does not have: all missing */
+    code = E2E_ORBIT_RUN(t, &p, "verify", t->src, url);
+    cr_expect_eq(code, 1, "exit %d\n%s", code, p.err);
+    cr_expect(strstr(p.err, "needs a token"), "%s", p.err);
+    e2e_proc_free(&p);
+    star_url(url, sizeof url, star.port, "nothing-here");
+    code = E2E_ORBIT_RUN(t, &p, "verify", "--token-file", star.token_file,
+                         t->src, url);
+    cr_expect_eq(code, 3, "exit %d\n%s", code, p.err);
     e2e_proc_free(&p);
     e2e_star_stop(&star);
 }

@@ -640,6 +640,7 @@ send_evil(int fd, enum carrier how, uint32_t rid, const char *path, size_t len)
         hb_str(&p, path, len);
         hb_str(&p, "", 0);
         hb_be(&p, 0, 4);
+        hb_be(&p, WIRE_LIST_DIGESTS, 1); /* digests: a file would be read */
     }
     hb_send(fd, type, rid, &p);
 }

@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include "test_star_helpers.h"
+#include "wire_internal.h"
 
 static struct tstar T;
 
@@ -608,6 +609,89 @@ Test(star_data, list_pages_through_the_tree)
     cr_assert_geq(pages, 3);
     free(buf);
     buf = NULL;
+    close(fd);
+}
+
+/* LIST with WIRE_LIST_DIGESTS: every regular file's SHA-256, read now; a
+ * page ends after the file that takes its hashing past 64 MiB. Without
+ * the flag no digest is sent; an unknown flag is refused. */
+Test(star_data, list_with_digests_reads_every_file)
+{
+    static const size_t sizes[] = {100, 40u << 20, 40u << 20, 7};
+    static const char *const names[] = {"a", "b", "c", "d"};
+    uint8_t want[4][32];
+    char p[512];
+    for (int i = 0; i < 4; i++) {
+        uint8_t *data = malloc(sizes[i]);
+        cr_assert_not_null(data);
+        ts_fill(data, sizes[i], (uint32_t)i + 3);
+        ts_sha(data, sizes[i], want[i]);
+        snprintf(p, sizeof p, "%s/%s", T.root, names[i]);
+        FILE *f = fopen(p, "wb");
+        cr_assert_not_null(f);
+        cr_assert_eq(fwrite(data, 1, sizes[i], f), sizes[i]);
+        fclose(f);
+        free(data);
+    }
+    int fd = tc_open(T.port);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_LIST;
+    m.request_id = 90;
+    m.u.list.path = "";
+    m.u.list.cursor = "";
+    m.u.list.flags = WIRE_LIST_DIGESTS;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_LIST_REPLY);
+    /* a (100 B) + b + c pass 64 MiB: the page ends after c */
+    cr_assert_eq(r.u.list_reply.n, 3);
+    cr_assert_str_eq(r.u.list_reply.next_cursor, "c");
+    size_t pos = 0;
+    struct wire_list_entry e;
+    for (int i = 0; wire_list_next(&r.u.list_reply, &pos, &e) == 0; i++) {
+        cr_assert_str_eq(e.path, names[i]);
+        cr_assert(e.has_digest, "%s has no digest", e.path);
+        cr_assert_arr_eq(e.digest, want[i], 32, "%s: wrong digest", e.path);
+    }
+    m.request_id = 91;
+    m.u.list.cursor = "c";
+    m.u.list.cursor_len = 1;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_LIST_REPLY);
+    cr_assert_eq(r.u.list_reply.n, 1);
+    cr_assert_eq(r.u.list_reply.next_cursor_len, 0);
+    pos = 0;
+    cr_assert_eq(wire_list_next(&r.u.list_reply, &pos, &e), 0);
+    cr_assert(e.has_digest);
+    cr_assert_arr_eq(e.digest, want[3], 32);
+
+    /* without the flag: one page, no digests */
+    m.request_id = 92;
+    m.u.list.flags = 0;
+    m.u.list.cursor = "";
+    m.u.list.cursor_len = 0;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_LIST_REPLY);
+    cr_assert_eq(r.u.list_reply.n, 4);
+    pos = 0;
+    while (wire_list_next(&r.u.list_reply, &pos, &e) == 0)
+        cr_assert_not(e.has_digest);
+
+    /* flag bit 1 is no flag: the encoder refuses it, the star too */
+    m.request_id = 93;
+    m.u.list.flags = 0x02;
+    size_t len = 0;
+    cr_assert_eq(wire_encoded_len(&m, &len), ORBIT_EINVAL);
+    m.u.list.flags = WIRE_LIST_DIGESTS;
+    uint8_t frame[64];
+    cr_assert_eq(wire_encode(&m, frame, sizeof frame, &len), 0);
+    frame[len - 1] = 0x02;
+    cr_assert_eq(wire_frame_seal(frame, len), ORBIT_EPROTO);
+    wire_be16_put(frame + 2, 0x8000); /* any check: the payload fails first */
+    cr_assert_eq(tc_write_all(fd, frame, len), 0);
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    cr_assert_eq(r.type, WIRE_ERROR);
+    cr_assert_eq(r.request_id, 93);
+    health_ok(fd);
+    free(buf);
     close(fd);
 }
 

@@ -114,7 +114,8 @@ sample(uint8_t type, struct wire_msg *m)
         m->u.commit_ok.complete = true;
         break;
     case WIRE_LIST:
-        m->u.list = (struct wire_list){S("dir"), S("dir/a.txt"), 100};
+        m->u.list = (struct wire_list){S("dir"), S("dir/a.txt"), 100,
+                                       WIRE_LIST_DIGESTS};
         break;
     case WIRE_LIST_REPLY:
         m->u.list_reply =

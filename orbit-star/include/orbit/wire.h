@@ -245,6 +245,9 @@ struct wire_commit_ok {
     bool complete;
 };
 
+/* LIST flags (u8). */
+#define WIRE_LIST_DIGESTS 0x01u /* read and hash every regular file listed */
+
 /* LIST: path "" is the root; cursor "" starts from the beginning. */
 struct wire_list {
     const char *path;
@@ -252,6 +255,7 @@ struct wire_list {
     const char *cursor;
     size_t cursor_len;
     uint32_t max_entries; /* 0: the star's default */
+    uint8_t flags;        /* WIRE_LIST_* */
 };
 
 struct wire_list_entry {
