@@ -45,7 +45,8 @@ struct star_store {
     struct starmap *sm;
     struct pak_pool *pool;
     struct starmap_batch *batch;
-    struct starmap_batch *files;  /* queued file-record ops */
+    struct starmap_batch *index_batch; /* star_store_index()'s own */
+    struct starmap_batch *files;       /* queued file-record ops */
     struct stage_set files_paths; /* SHA-256 of their paths */
     uint64_t files_since_ms;      /* first flush check since queued, or 0 */
     uint64_t trimmed_ms;          /* last starmap_trim() */
@@ -125,6 +126,8 @@ open_starmap(struct star_store *st, const char *root, uint64_t pack_max)
     if (rc == 0)
         rc = starmap_batch_new(&st->batch);
     if (rc == 0)
+        rc = starmap_batch_new(&st->index_batch);
+    if (rc == 0)
         rc = starmap_batch_new(&st->files);
     return rc;
 }
@@ -179,6 +182,7 @@ star_store_close(struct star_store *st)
     stage_set_free(&st->files_paths);
     stage_set_free(&st->staged);
     starmap_batch_free(st->batch);
+    starmap_batch_free(st->index_batch);
     starmap_close(st->sm);
     if (st->pool)
         pak_pool_sync(st->pool);
@@ -277,20 +281,20 @@ star_store_index(struct star_store *st, const uint8_t *const *ids,
 {
     if (n == 0)
         return 0;
-    starmap_batch_clear(st->batch);
-    struct starmap_loc *sl = star_malloc(sizeof *sl);
-    int rc = sl ? 0 : ORBIT_ENOMEM;
+    struct starmap_batch *b = st->index_batch;
+    starmap_batch_clear(b);
+    struct starmap_loc sl;
+    int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct chunk_id cid;
         to_cid(ids[i], &cid);
-        rc = to_smloc(locs[i], sl);
+        rc = to_smloc(locs[i], &sl);
         if (rc == 0)
-            rc = starmap_batch_add_loc(st->batch, &cid, sl);
+            rc = starmap_batch_add_loc(b, &cid, &sl);
     }
     if (rc == 0)
-        rc = starmap_batch_commit(st->sm, st->batch, NULL);
-    starmap_batch_clear(st->batch);
-    free(sl);
+        rc = starmap_batch_commit(st->sm, b, NULL);
+    starmap_batch_clear(b);
     return rc;
 }
 
@@ -698,51 +702,104 @@ close_unsynced(struct star_store *st)
     st->nunsynced = 0;
 }
 
-int
-star_store_sync(struct star_store *st)
+/* Take fd into the plan (owned from now on); -1 when out of memory. */
+static int
+plan_take(struct star_sync_plan *p, size_t *cap, int fd)
 {
-    int rc = 0;
+    if (p->nfds == *cap) {
+        size_t n = *cap ? 2 * *cap : 16;
+        int *grown = realloc(p->fds, n * sizeof *grown);
+        if (!grown)
+            return -1;
+        p->fds = grown;
+        *cap = n;
+    }
+    p->fds[p->nfds++] = fd;
+    return 0;
+}
+
+void
+star_store_sync_plan(struct star_store *st, struct star_sync_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->fsfd = p->dirfd = -1;
     if (st->pool_dirty) {
-        rc = pak_pool_sync(st->pool);
-        st->pool_dirty = rc < 0;
+        p->rc = pak_pool_sync(st->pool);
+        st->pool_dirty = p->rc < 0;
     }
     size_t dirty = st->nunsynced;
     for (size_t i = 0; i < STAGE_CACHE; i++)
         dirty += st->stage[i].fd >= 0 && st->stage[i].dirty;
-    if (rc == 0 && dirty >= STAR_SYNCFS_MIN) {
+    size_t cap = 0;
+    bool many = dirty >= STAR_SYNCFS_MIN;
+    if (many) {
         /* Many small staging files: one syncfs costs less than one
          * fdatasync each, and covers the staging directory too. */
+        p->fsfd = st->stagingfd;
         st->put_syncs++;
-        rc = syncfs(st->stagingfd) == 0 ? 0 : errno_rc();
         close_unsynced(st);
-        if (rc < 0)
-            return rc;
-        for (size_t i = 0; i < STAGE_CACHE; i++)
-            st->stage[i].dirty = false;
-        st->staging_dir_dirty = false;
-        return 0;
+    } else {
+        for (size_t i = 0; i < st->nunsynced; i++) {
+            if (plan_take(p, &cap, st->unsynced[i]) < 0) {
+                close(st->unsynced[i]);
+                p->rc = ORBIT_ENOMEM;
+            }
+        }
+        st->nunsynced = 0;
     }
-    for (size_t i = 0; i < st->nunsynced && rc == 0; i++, st->put_syncs++)
-        if (fdatasync(st->unsynced[i]) != 0)
-            rc = errno_rc();
-    close_unsynced(st);
-    for (size_t i = 0; i < STAGE_CACHE && rc == 0; i++) {
+    for (size_t i = 0; i < STAGE_CACHE; i++) {
         struct stage_fd *e = &st->stage[i];
-        if (e->fd >= 0 && e->dirty) {
-            st->put_syncs++;
-            if (fdatasync(e->fd) != 0)
-                rc = errno_rc();
-            else
-                e->dirty = false;
+        if (e->fd < 0 || !e->dirty)
+            continue;
+        e->dirty = false;
+        if (many)
+            continue;
+        int fd = dup(e->fd);
+        if (fd < 0 || plan_take(p, &cap, fd) < 0) {
+            if (fd >= 0)
+                close(fd);
+            p->rc = p->rc ? p->rc : ORBIT_ENOMEM;
         }
     }
-    if (rc == 0 && st->staging_dir_dirty) {
+    st->put_syncs += p->nfds;
+    if (!many && st->staging_dir_dirty) {
+        p->dirfd = st->stagingfd;
         st->put_syncs++;
-        if (fsync(st->stagingfd) != 0)
-            rc = errno_rc();
-        else
-            st->staging_dir_dirty = false;
     }
+    st->staging_dir_dirty = false;
+}
+
+int
+star_sync_plan_run(struct star_sync_plan *p)
+{
+    int rc = p->rc;
+    if (rc == 0 && p->fsfd >= 0 && syncfs(p->fsfd) != 0)
+        rc = orbit_err_from_errno(errno);
+    for (size_t i = 0; i < p->nfds && rc == 0; i++)
+        if (fdatasync(p->fds[i]) != 0)
+            rc = orbit_err_from_errno(errno);
+    if (rc == 0 && p->dirfd >= 0 && fsync(p->dirfd) != 0)
+        rc = orbit_err_from_errno(errno);
+    return rc;
+}
+
+void
+star_sync_plan_free(struct star_sync_plan *p)
+{
+    for (size_t i = 0; i < p->nfds; i++)
+        close(p->fds[i]);
+    free(p->fds);
+    p->fds = NULL;
+    p->nfds = 0;
+}
+
+int
+star_store_sync(struct star_store *st)
+{
+    struct star_sync_plan p;
+    star_store_sync_plan(st, &p);
+    int rc = star_sync_plan_run(&p);
+    star_sync_plan_free(&p);
     return rc;
 }
 

@@ -17,7 +17,10 @@
  * durable) and fill a location; star_store_sync() makes every written byte
  * durable (one fdatasync per file touched, and the directories of files
  * created); star_store_index() records locations in one LMDB transaction.
- * Private to orbit-star; used from the star's loop thread only.
+ * Private to orbit-star; used from the star's loop thread, except
+ * star_sync_plan_run() and star_store_index(), which the round's sync
+ * thread runs while the loop goes on taking PUTs (the index has a batch of
+ * its own, and core-starmap is thread-safe).
  */
 #ifndef ORBIT_STAR_STORE_H
 #define ORBIT_STAR_STORE_H
@@ -88,6 +91,27 @@ int star_store_put_file(struct star_store *st, const char *path,
 
 /* Make every byte written since the last sync durable. */
 int star_store_sync(struct star_store *st);
+
+/*
+ * The same in two steps, so the syncs can run on another thread while the
+ * loop writes more: star_store_sync_plan() syncs the containers (rarely
+ * written) on the spot and describes the staging files' syncs (one syncfs
+ * of their file system for many, else an fdatasync of each on a duplicated
+ * fd, and the staging directory's fsync when a file was created), clearing
+ * the store's marks: later writes belong to the next plan.
+ * star_sync_plan_run() does only those system calls, from any thread;
+ * star_sync_plan_free() closes the fds the plan owns.
+ */
+struct star_sync_plan {
+    int rc;     /* a failure met while planning: the run returns it */
+    int fsfd;   /* >= 0: syncfs it (not owned) */
+    int *fds;   /* fdatasync each (owned) */
+    size_t nfds;
+    int dirfd;  /* >= 0: fsync it last (not owned) */
+};
+void star_store_sync_plan(struct star_store *st, struct star_sync_plan *p);
+int star_sync_plan_run(struct star_sync_plan *p);
+void star_sync_plan_free(struct star_sync_plan *p);
 
 /* fdatasync/fsync/syncfs calls made so far for PUT data (staging files,
  * containers excluded). */
