@@ -870,30 +870,49 @@ rename_all(struct star *s, struct star_commit_item *items,
     }
 }
 
+/* The steps of a group, as the round runs them: the loop assembles, the
+ * syncer syncs the files, the loop renames, the syncer syncs the
+ * directories, the loop finishes. The sync steps touch only the items,
+ * star->dirs and file descriptors. */
 void
-star_commit_group(struct star *s, struct star_commit_item *items, size_t n)
+star_commit_assemble(struct star *s, struct star_commit_item *items, size_t n)
 {
-    struct star_stats *t = &s->stats;
     uint64_t t0 = star_now_us();
     for (size_t i = 0; i < n; i++)
         assemble_one(s, &items[i]);
-    uint64_t t1 = star_now_us();
+    s->stats.us_assemble += star_now_us() - t0;
+}
+
+void
+star_commit_sync_files(struct star *s, struct star_commit_item *items, size_t n)
+{
     sync_files(s, items, n);
-    uint64_t t2 = star_now_us();
-    struct parent_dir *dirs = s->dirs;
-    rename_all(s, items, dirs, n);
-    uint64_t t3 = star_now_us();
-    sync_dirs(s, items, dirs, n);
+}
+
+void
+star_commit_rename(struct star *s, struct star_commit_item *items, size_t n)
+{
+    uint64_t t0 = star_now_us();
+    rename_all(s, items, s->dirs, n);
+    s->stats.us_rename += star_now_us() - t0;
+}
+
+void
+star_commit_sync_dirs(struct star *s, struct star_commit_item *items, size_t n)
+{
+    sync_dirs(s, items, s->dirs, n);
     if (n < STAR_SYNCFS_MIN)
         fsync(star_store_staging_dir(s->store));
-    uint64_t t4 = star_now_us();
+}
+
+void
+star_commit_finish(struct star *s, struct star_commit_item *items, size_t n)
+{
+    uint64_t t0 = star_now_us();
     for (size_t i = 0; i < n; i++)
-        if (dirs[i].fd >= 0)
-            close(dirs[i].fd);
+        if (s->dirs[i].fd >= 0)
+            close(s->dirs[i].fd);
     move_refs(s, items, n);
     record_files(s, items, n);
-    t->us_assemble += t1 - t0;
-    t->us_commit_sync += (t2 - t1) + (t4 - t3);
-    t->us_rename += t3 - t2;
-    t->us_record += star_now_us() - t4;
+    s->stats.us_record += star_now_us() - t0;
 }

@@ -17,6 +17,7 @@
 #include "star_store.h"
 
 struct event;
+struct event_base;
 struct evbuffer;
 struct bufferevent;
 struct wire_packer;
@@ -85,6 +86,35 @@ struct star_commit_item {
     struct starmap_file_rec rec;
 };
 
+/*
+ * A round in flight: its PUTs' syncs and index commit run on the syncer
+ * thread (which reads ids and locs only) while the loop takes the next
+ * round's requests; its replies and COMMIT group follow on the loop. One
+ * round is in flight at a time, so a COMMIT never runs before the round of
+ * a PUT received before it has completed.
+ */
+struct star_round {
+    struct star_put_item *puts;
+    size_t nputs;
+    struct star_commit_item *commits;
+    size_t ncommits;
+    struct star_sync_plan plan;
+    const uint8_t **ids; /* the PUTs that stored a chunk */
+    const struct star_loc **locs;
+    size_t k;
+    int rc;
+    uint64_t us_sync, us_index; /* measured on the syncer thread */
+    enum {
+        ROUND_PUTS,
+        ROUND_FILES,
+        ROUND_DIRS
+    } step; /* what the syncer
+               runs or ran */
+    uint64_t us_commit_sync;
+};
+
+struct star_syncer; /* star_syncer.c */
+
 struct star_partial; /* a multi-frame COMMIT in progress */
 struct parent_dir;   /* star_commit.c */
 
@@ -126,6 +156,12 @@ struct star {
     struct star_commit_item *commits;
     size_t ncommits;
     uint64_t commit_bytes;   /* manifest copies held by the group */
+    struct star_round round; /* in flight while round_busy */
+    bool round_busy;
+    bool flush_wanted;                /* a flush came while one was in flight */
+    struct star_put_item *spare_puts; /* the arrays not in use */
+    struct star_commit_item *spare_commits;
+    struct star_syncer *syncer;
     struct parent_dir *dirs; /* commit_group_max: directories to fsync */
     struct star_partial *partials;
     bool records_failing; /* file records not written: logged once */
@@ -165,15 +201,37 @@ void star_handle_commit(struct star_conn *c, const struct wire_msg *m);
 /* Run the pending sync round now (PUTs, then COMMITs). */
 void star_flush(struct star *s);
 
+/* ---- star_syncer.c ---- */
+/* done(arg) runs on base's loop after each posted job returns, or inside
+ * star_syncer_wait(): exactly once per job. */
+int star_syncer_new(struct event_base *base, void (*done)(void *arg), void *arg,
+                    struct star_syncer **out);
+/* Hand job(arg) to the thread; ORBIT_EAGAIN while one is posted. */
+int star_syncer_post(struct star_syncer *y, void (*job)(void *arg), void *arg);
+/* Wait for the posted job, if any, and run its completion now. */
+void star_syncer_wait(struct star_syncer *y);
+void star_syncer_free(struct star_syncer *y); /* waits first */
+void star_syncer_test_pause(void);            /* test seam, weak */
+
 /* ---- star_commit.c ---- */
-/* Assemble, verify and rename a group of commits; fills each item's rc. */
 /* Copy size bytes of src into dst (dst < 0: none) from offset 0, hashing
  * them with SHA-256 into d; reads through the star's scratch buffer. */
 int star_copy_hashed(struct star *s, int src, int dst, uint64_t size,
                      uint8_t d[32]);
 
-void star_commit_group(struct star *s, struct star_commit_item *items,
-                       size_t n);
+/* The group's steps one by one (the two sync steps may run on another
+ * thread: they touch only the items, star->dirs and fds). */
+void star_commit_assemble(struct star *s, struct star_commit_item *items,
+                          size_t n);
+void star_commit_sync_files(struct star *s, struct star_commit_item *items,
+                            size_t n);
+void star_commit_rename(struct star *s, struct star_commit_item *items,
+                        size_t n);
+void star_commit_sync_dirs(struct star *s, struct star_commit_item *items,
+                           size_t n);
+void star_commit_finish(struct star *s, struct star_commit_item *items,
+                        size_t n);
+
 void star_partials_free(struct star *s);
 /* The per-group directory table (commit_group_max entries). */
 int star_commit_init(struct star *s);

@@ -1,9 +1,11 @@
 /*
  * HAVE, PUT and the sync round. PUTs are written as they arrive but
  * acknowledged only after the round that makes them durable: one fdatasync
- * per file touched, one LMDB commit for all their index entries. COMMITs
- * queue behind the PUTs of the same round, so a manifest pipelined after its
- * chunks finds them durable.
+ * per file touched (or one syncfs), one LMDB commit for all their index
+ * entries. Those run on the syncer thread while the loop takes the next
+ * round's requests; one round is in flight at a time. COMMITs queue behind
+ * the PUTs of the same round, so a manifest pipelined after its chunks finds
+ * them durable.
  */
 #include <event2/event.h>
 #include <stdlib.h>
@@ -24,16 +26,20 @@
 #define COMMIT_GROUP_BYTES ((uint64_t)32 << 20)
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void round_done(void *arg);
 
 int
 star_batch_init(struct star *s)
 {
     s->puts = star_calloc(s->cfg.batch_max_chunks, sizeof *s->puts);
+    s->spare_puts = star_calloc(s->cfg.batch_max_chunks, sizeof *s->puts);
     s->commits = star_calloc(s->cfg.commit_group_max, sizeof *s->commits);
+    s->spare_commits = star_calloc(s->cfg.commit_group_max, sizeof *s->commits);
     s->flush_ev = evtimer_new(s->base, flush_cb, s);
-    if (!s->puts || !s->commits || !s->flush_ev)
+    if (!s->puts || !s->spare_puts || !s->commits || !s->spare_commits ||
+        !s->flush_ev)
         return ORBIT_ENOMEM;
-    return 0;
+    return star_syncer_new(s->base, round_done, s, &s->syncer);
 }
 
 static void
@@ -46,6 +52,9 @@ commit_item_release(struct star_commit_item *it)
 void
 star_batch_release(struct star *s)
 {
+    s->flush_wanted = false;
+    star_syncer_free(s->syncer); /* completes a round in flight */
+    s->syncer = NULL;
     for (size_t i = 0; i < s->nputs; i++) {
         free(s->puts[i].loc);
         star_conn_unref(s->puts[i].conn);
@@ -57,11 +66,28 @@ star_batch_release(struct star *s)
     s->nputs = s->ncommits = 0;
     free(s->puts);
     free(s->commits);
+    free(s->spare_puts);
+    free(s->spare_commits);
     if (s->flush_ev)
         event_free(s->flush_ev);
-    s->puts = NULL;
-    s->commits = NULL;
+    s->puts = s->spare_puts = NULL;
+    s->commits = s->spare_commits = NULL;
     s->flush_ev = NULL;
+}
+
+/* Room for one more PUT and one more COMMIT in the round being gathered:
+ * a full one is handed over, after the one in flight if need be (the loop
+ * then waits for the syncer: backpressure). */
+static void
+make_room(struct star *s)
+{
+    while (s->nputs >= s->cfg.batch_max_chunks ||
+           s->ncommits >= s->cfg.commit_group_max) {
+        if (s->round_busy)
+            star_syncer_wait(s->syncer);
+        else
+            star_flush(s);
+    }
 }
 
 /* After a busy round (pipelined clients: many requests gathered) the next
@@ -155,12 +181,21 @@ put_raw(struct star *s, const struct wire_put *p, const uint8_t **raw)
 }
 
 static bool
-in_batch(const struct star *s, const uint8_t *id)
+in_puts(const struct star_put_item *puts, size_t n, const uint8_t *id)
 {
-    for (size_t i = 0; i < s->nputs; i++)
-        if (s->puts[i].loc && memcmp(s->puts[i].id, id, WIRE_ID_LEN) == 0)
+    for (size_t i = 0; i < n; i++)
+        if (puts[i].loc && memcmp(puts[i].id, id, WIRE_ID_LEN) == 0)
             return true;
     return false;
+}
+
+/* Being stored by this round or the one in flight: durable once this
+ * round completes (rounds complete in order). */
+static bool
+in_batch(const struct star *s, const uint8_t *id)
+{
+    return in_puts(s->puts, s->nputs, id) ||
+           (s->round_busy && in_puts(s->round.puts, s->round.nputs, id));
 }
 
 static void
@@ -197,6 +232,7 @@ queue_put(struct star_conn *c, uint32_t rid, const uint8_t *id,
           struct star_loc *loc, uint32_t bytes)
 {
     struct star *s = c->star;
+    make_room(s);
     struct star_put_item *it = &s->puts[s->nputs++];
     it->conn = c;
     it->rid = rid;
@@ -308,6 +344,7 @@ star_handle_commit(struct star_conn *c, const struct wire_msg *m)
         star_send_error(c, m->request_id, ORBIT_EPATH, WIRE_NO_ITEM, "%s", err);
         return;
     }
+    make_room(s);
     struct star_commit_item *it = &s->commits[s->ncommits];
     memset(it, 0, sizeof *it);
     it->fd = -1;
@@ -330,33 +367,53 @@ star_handle_commit(struct star_conn *c, const struct wire_msg *m)
         arm_flush(s);
 }
 
-/* ---- the sync round ---- */
+/* ---- the sync round ----
+ *
+ * A round in flight alternates between the syncer thread and the loop:
+ *   syncer: PUT data synced (one syncfs, or an fdatasync each), indexed
+ *   loop:   PUT_OKs; the COMMIT group assembled
+ *   syncer: the assembled files synced
+ *   loop:   renamed into place
+ *   syncer: their directories synced
+ *   loop:   records, COMMIT_OKs; the next round may start
+ * While the syncer works the loop takes the next round's requests. */
 
 static void
-flush_puts(struct star *s)
+round_job(void *arg)
 {
-    size_t n = s->nputs;
-    const uint8_t **ids = star_calloc(n ? n : 1, sizeof *ids);
-    const struct star_loc **locs = star_calloc(n ? n : 1, sizeof *locs);
-    int rc = ids && locs ? 0 : ORBIT_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (s->puts[i].loc) {
-            ids[k] = s->puts[i].id;
-            locs[k++] = s->puts[i].loc;
-        }
-    }
+    struct star *s = arg;
+    struct star_round *r = &s->round;
     uint64_t t0 = star_now_us();
-    if (rc == 0)
-        rc = star_store_sync(s->store);
-    uint64_t t1 = star_now_us();
-    if (rc == 0)
-        rc = star_store_index(s->store, ids, locs, k);
-    s->stats.us_put_sync += t1 - t0;
-    s->stats.us_index += star_now_us() - t1;
-    s->stats.sync_rounds++;
-    for (size_t i = 0; i < n; i++) {
-        struct star_put_item *it = &s->puts[i];
+    switch (r->step) {
+    case ROUND_PUTS: {
+        r->rc = star_sync_plan_run(&r->plan);
+        uint64_t t1 = star_now_us();
+        if (r->rc == 0)
+            r->rc = star_store_index(s->store, r->ids, r->locs, r->k);
+        r->us_sync = t1 - t0;
+        r->us_index = star_now_us() - t1;
+        break;
+    }
+    case ROUND_FILES:
+        star_commit_sync_files(s, r->commits, r->ncommits);
+        r->us_commit_sync += star_now_us() - t0;
+        break;
+    case ROUND_DIRS:
+        star_commit_sync_dirs(s, r->commits, r->ncommits);
+        r->us_commit_sync += star_now_us() - t0;
+        break;
+    }
+}
+
+static void
+reply_puts(struct star *s, struct star_round *r)
+{
+    int rc = r->rc;
+    s->stats.sync_rounds += r->nputs > 0;
+    s->stats.us_put_sync += r->us_sync;
+    s->stats.us_index += r->us_index;
+    for (size_t i = 0; i < r->nputs; i++) {
+        struct star_put_item *it = &r->puts[i];
         char idh[17];
         hex_id(it->id, idh);
         if (rc == 0)
@@ -369,14 +426,103 @@ flush_puts(struct star *s)
         star_conn_done(it->conn);
     }
     if (rc < 0)
-        star_log(s, "sync round of %zu chunk(s) failed: %s", n,
+        star_log(s, "sync round of %zu chunk(s) failed: %s", r->nputs,
                  orbit_strerror(rc));
     else
-        star_count_ok(s, n);
-    free(ids);
-    free(locs);
-    s->nputs = 0;
-    s->put_bytes = 0;
+        star_count_ok(s, r->nputs);
+}
+
+static void reply_commit(struct star *s, struct star_commit_item *it);
+
+/* Hand the round's next step to the syncer (or run it here if it will
+ * not take it, which one round at a time never causes). */
+static void
+next_step(struct star *s, int step)
+{
+    s->round.step = step;
+    if (star_syncer_post(s->syncer, round_job, s) != 0) {
+        round_job(s);
+        round_done(s);
+    }
+}
+
+/* Take the gathered PUTs and COMMITs as the round in flight. */
+static void
+start_round(struct star *s)
+{
+    struct star_round *r = &s->round;
+    memset(r, 0, sizeof *r);
+    r->ids = star_calloc(s->nputs ? s->nputs : 1, sizeof *r->ids);
+    r->locs = star_calloc(s->nputs ? s->nputs : 1, sizeof *r->locs);
+    r->puts = s->puts;
+    r->nputs = s->nputs;
+    r->commits = s->commits;
+    r->ncommits = s->ncommits;
+    s->puts = s->spare_puts;
+    s->commits = s->spare_commits;
+    s->spare_puts = NULL;
+    s->spare_commits = NULL;
+    s->nputs = s->ncommits = 0;
+    s->put_bytes = s->commit_bytes = 0;
+    for (size_t i = 0; i < r->nputs && r->ids && r->locs; i++) {
+        if (r->puts[i].loc) {
+            r->ids[r->k] = r->puts[i].id;
+            r->locs[r->k++] = r->puts[i].loc;
+        }
+    }
+    star_store_sync_plan(s->store, &r->plan);
+    if (!r->ids || !r->locs)
+        r->plan.rc = ORBIT_ENOMEM;
+    s->round_busy = true;
+    next_step(s, ROUND_PUTS);
+}
+
+static void
+end_round(struct star *s)
+{
+    struct star_round *r = &s->round;
+    s->stats.us_commit_sync += r->us_commit_sync;
+    free(r->ids);
+    free(r->locs);
+    s->spare_puts = r->puts;
+    s->spare_commits = r->commits;
+    memset(r, 0, sizeof *r);
+    s->round_busy = false;
+    if (s->flush_wanted) {
+        s->flush_wanted = false;
+        star_flush(s);
+    } else if (s->nputs > 0 || s->ncommits > 0) {
+        arm_flush(s);
+    }
+}
+
+/* On the loop, after each of the syncer's steps. */
+static void
+round_done(void *arg)
+{
+    struct star *s = arg;
+    struct star_round *r = &s->round;
+    switch (r->step) {
+    case ROUND_PUTS:
+        star_sync_plan_free(&r->plan);
+        reply_puts(s, r);
+        if (r->ncommits == 0)
+            break;
+        s->stats.commit_groups++;
+        star_commit_assemble(s, r->commits, r->ncommits);
+        next_step(s, ROUND_FILES);
+        return;
+    case ROUND_FILES:
+        star_commit_rename(s, r->commits, r->ncommits);
+        next_step(s, ROUND_DIRS);
+        return;
+    case ROUND_DIRS:
+        star_commit_finish(s, r->commits, r->ncommits);
+        for (size_t i = 0; i < r->ncommits; i++)
+            reply_commit(s, &r->commits[i]);
+        break;
+    }
+    end_round(s);
 }
 
 static void
@@ -415,19 +561,15 @@ star_flush(struct star *s)
 {
     if (s->flush_ev)
         evtimer_del(s->flush_ev);
+    if (s->round_busy) {
+        s->flush_wanted = true; /* right after the one in flight */
+        return;
+    }
     s->round_started_us = star_now_us();
     s->round_items = s->nputs + s->ncommits;
-    s->stats.rounds += s->round_items > 0;
-    if (s->nputs > 0)
-        flush_puts(s);
     star_store_trim(s->store, star_now_ms());
-    if (s->ncommits == 0)
+    if (s->round_items == 0)
         return;
-    size_t n = s->ncommits;
-    s->stats.commit_groups++;
-    star_commit_group(s, s->commits, n);
-    for (size_t i = 0; i < n; i++)
-        reply_commit(s, &s->commits[i]);
-    s->ncommits = 0;
-    s->commit_bytes = 0;
+    s->stats.rounds++;
+    start_round(s);
 }

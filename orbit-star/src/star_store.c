@@ -47,10 +47,10 @@ struct star_store {
     struct starmap_batch *batch;
     struct starmap_batch *index_batch; /* star_store_index()'s own */
     struct starmap_batch *files;       /* queued file-record ops */
-    struct stage_set files_paths; /* SHA-256 of their paths */
-    uint64_t files_since_ms;      /* first flush check since queued, or 0 */
-    uint64_t trimmed_ms;          /* last starmap_trim() */
-    int files_err;                /* latest failed records commit */
+    struct stage_set files_paths;      /* SHA-256 of their paths */
+    uint64_t files_since_ms; /* first flush check since queued, or 0 */
+    uint64_t trimmed_ms;     /* last starmap_trim() */
+    int files_err;           /* latest failed records commit */
     bool pool_dirty;
     bool staging_dir_dirty;
     /* The staging files that exist, when known (read at open, kept up to
@@ -498,7 +498,7 @@ star_store_staging_dir(struct star_store *st)
     return st->stagingfd;
 }
 
-/* Keep fd for the next star_store_sync(); 0, or -1 when out of memory. */
+/* Keep fd for the next sync plan; 0, or -1 when out of memory. */
 static int
 defer_sync(struct star_store *st, int fd)
 {
@@ -791,16 +791,6 @@ star_sync_plan_free(struct star_sync_plan *p)
     free(p->fds);
     p->fds = NULL;
     p->nfds = 0;
-}
-
-int
-star_store_sync(struct star_store *st)
-{
-    struct star_sync_plan p;
-    star_store_sync_plan(st, &p);
-    int rc = star_sync_plan_run(&p);
-    star_sync_plan_free(&p);
-    return rc;
 }
 
 uint64_t

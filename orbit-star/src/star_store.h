@@ -14,9 +14,10 @@
  * it was the last).
  *
  * Writes are two-phase: star_store_put_*() write the bytes (not yet
- * durable) and fill a location; star_store_sync() makes every written byte
- * durable (one fdatasync per file touched, and the directories of files
- * created); star_store_index() records locations in one LMDB transaction.
+ * durable) and fill a location; a sync plan makes every written byte
+ * durable (one fdatasync per file touched and the directory of files
+ * created, or one syncfs for many); star_store_index() records locations
+ * in one LMDB transaction.
  * Private to orbit-star; used from the star's loop thread, except
  * star_sync_plan_run() and star_store_index(), which the round's sync
  * thread runs while the loop goes on taking PUTs (the index has a batch of
@@ -89,25 +90,23 @@ int star_store_put_file(struct star_store *st, const char *path,
                         uint64_t offset, const uint8_t *raw, uint32_t len,
                         struct star_loc *out);
 
-/* Make every byte written since the last sync durable. */
-int star_store_sync(struct star_store *st);
-
 /*
- * The same in two steps, so the syncs can run on another thread while the
- * loop writes more: star_store_sync_plan() syncs the containers (rarely
- * written) on the spot and describes the staging files' syncs (one syncfs
- * of their file system for many, else an fdatasync of each on a duplicated
- * fd, and the staging directory's fsync when a file was created), clearing
- * the store's marks: later writes belong to the next plan.
+ * Making every byte written since the last plan durable, in two steps, so
+ * the syncs run on another thread while the loop writes more:
+ * star_store_sync_plan() syncs the containers (rarely written) on the spot
+ * and describes the staging files' syncs (one syncfs of their file system
+ * for many, else an fdatasync of each on a duplicated fd, and the staging
+ * directory's fsync when a file was created), clearing the store's marks:
+ * later writes belong to the next plan.
  * star_sync_plan_run() does only those system calls, from any thread;
  * star_sync_plan_free() closes the fds the plan owns.
  */
 struct star_sync_plan {
-    int rc;     /* a failure met while planning: the run returns it */
-    int fsfd;   /* >= 0: syncfs it (not owned) */
-    int *fds;   /* fdatasync each (owned) */
+    int rc;   /* a failure met while planning: the run returns it */
+    int fsfd; /* >= 0: syncfs it (not owned) */
+    int *fds; /* fdatasync each (owned) */
     size_t nfds;
-    int dirfd;  /* >= 0: fsync it last (not owned) */
+    int dirfd; /* >= 0: fsync it last (not owned) */
 };
 void star_store_sync_plan(struct star_store *st, struct star_sync_plan *p);
 int star_sync_plan_run(struct star_sync_plan *p);
@@ -168,7 +167,7 @@ int star_store_check(struct star_store *st);
 /* Hand over the cached fd of path's staging file, its acknowledged writes
  * already durable (the cache forgets it; the caller's commit syncs what it
  * writes), or -1 when none is cached (or it held unsynced writes: then the
- * next star_store_sync() syncs and closes it). */
+ * next sync plan syncs and closes it). */
 int star_store_staging_take(struct star_store *st, const char *path);
 
 /* The staging directory fd (borrowed) and the staging name of path (65

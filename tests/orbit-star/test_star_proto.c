@@ -866,6 +866,64 @@ Test(star_data, a_client_waiting_for_each_reply_is_not_spaced)
     close(fd);
 }
 
+/* The syncer's test seam: this process's rounds wait this long before
+ * each of their sync steps. */
+static volatile unsigned syncer_pause_ms;
+
+void star_syncer_test_pause(void);
+void
+star_syncer_test_pause(void)
+{
+    if (syncer_pause_ms)
+        usleep(syncer_pause_ms * 1000u);
+}
+
+/* A round's syncs run beside the loop: while one is held in flight, a
+ * HEALTH sent after the PUT is answered at once, before the PUT_OK, and
+ * the PUT_OK still comes (durable and indexed) once the round completes. */
+Test(star_data, the_loop_answers_while_a_round_syncs)
+{
+    int fd = tc_open(T.port);
+    uint8_t data[5000];
+    ts_fill(data, sizeof data, 41);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_put_msg(&m, 20, data, sizeof data, "held.bin", 0);
+    syncer_pause_ms = 800;
+    cr_assert_eq(tc_send(fd, &m), 0);
+    usleep(150 * 1000); /* the round has started: its sync is held */
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HEALTH;
+    m.request_id = 21;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(tc_send(fd, &m), 0);
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
+              (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    cr_assert_eq(r.request_id, 21, "the %s of request %u came first",
+                 wire_type_name(r.type), r.request_id);
+    cr_assert_eq(r.type, WIRE_HEALTH_REPLY);
+    cr_assert_lt(ms, 500, "HEALTH took %ld ms behind a held round", ms);
+    syncer_pause_ms = 0;
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    cr_assert_eq(r.request_id, 20);
+    cr_assert_eq(r.type, WIRE_PUT_OK);
+    struct wire_msg h;
+    memset(&h, 0, sizeof h);
+    h.type = WIRE_HAVE;
+    h.request_id = 22;
+    h.u.have.n = 1;
+    uint8_t id[32];
+    ts_sha(data, sizeof data, id);
+    h.u.have.ids = id;
+    cr_assert_eq(tc_call(fd, &h, &r, &buf), WIRE_HAVE_REPLY);
+    cr_assert_eq(r.u.have_reply.bitmap[0], 0, "the chunk is indexed");
+    free(buf);
+    close(fd);
+}
+
 Test(star_lifecycle, work_refused_unless_scheduled)
 {
     ts_mkroot(T.root, sizeof T.root);
