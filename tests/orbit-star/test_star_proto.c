@@ -924,6 +924,49 @@ Test(star_data, the_loop_answers_while_a_round_syncs)
     close(fd);
 }
 
+/* Draining with a round held in flight: the PUT is still answered (its
+ * chunk durable and indexed) before the star closes the connection. */
+Test(star_data, a_round_in_flight_completes_before_the_star_stops)
+{
+    int fd = tc_open(T.port);
+    uint8_t data[3000];
+    ts_fill(data, sizeof data, 43);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_put_msg(&m, 30, data, sizeof data, "late.bin", 0);
+    syncer_pause_ms = 400;
+    cr_assert_eq(tc_send(fd, &m), 0);
+    usleep(100 * 1000);
+    cr_assert_eq(star_drain(T.star), 0);
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    cr_assert_eq(r.request_id, 30);
+    cr_assert_eq(r.type, WIRE_PUT_OK);
+    cr_assert(tc_closed(fd));
+    close(fd);
+    free(buf);
+    buf = NULL;
+    syncer_pause_ms = 0;
+    cr_assert_eq(star_check(T.star), 0);
+    star_free(T.star); /* the root stays */
+    T.star = NULL;
+    /* reopened, the star still has the chunk */
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    ts_start_cfg(&T, &cfg);
+    fd = tc_open(T.port);
+    uint8_t id[32];
+    ts_sha(data, sizeof data, id);
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HAVE;
+    m.request_id = 31;
+    m.u.have.n = 1;
+    m.u.have.ids = id;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HAVE_REPLY);
+    cr_assert_eq(r.u.have_reply.bitmap[0], 0);
+    free(buf);
+    close(fd);
+}
+
 Test(star_lifecycle, work_refused_unless_scheduled)
 {
     ts_mkroot(T.root, sizeof T.root);
