@@ -95,6 +95,10 @@ int cli_cmd_dlq(const struct cli_opts *o, const char *action);
 int cli_cmd_status(const struct cli_opts *o);
 int cli_cmd_verify(const struct cli_opts *o);
 int cli_verify_star(const struct cli_opts *o); /* DST star://... */
+/* fn(arg, sub) for each entry of ROOT/rel (sub: rel/name, "" rel for the
+ * root); -1 when that directory cannot be read. */
+int cli_each_entry(const char *root, const char *rel,
+                   void (*fn)(void *arg, const char *sub), void *arg);
 
 struct sched_dest_config;
 /* star://HOST[:PORT]/PATH into d (kind, host copied into host, port,

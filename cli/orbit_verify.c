@@ -108,25 +108,41 @@ find_extra(struct verify_ctx *v, const char *rel)
     closedir(d);
 }
 
-static void
-walk_dir(struct verify_ctx *v, const char *rel)
+int
+cli_each_entry(const char *root, const char *rel,
+               void (*fn)(void *arg, const char *sub), void *arg)
 {
     char a[PATH_MAX];
-    snprintf(a, sizeof a, "%s/%s", v->src, rel);
+    snprintf(a, sizeof a, "%s/%s", root, rel);
     DIR *d = opendir(a);
-    if (!d) {
-        report(v, "unreadable", rel[0] ? rel : ".");
-        return;
-    }
+    if (!d)
+        return -1;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         char sub[PATH_MAX];
-        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
-        compare_entry(v, sub);
+        if (snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "",
+                     e->d_name) < (int)sizeof sub)
+            fn(arg, sub);
     }
     closedir(d);
+    return 0;
+}
+
+static void
+compare_cb(void *arg, const char *sub)
+{
+    compare_entry(arg, sub);
+}
+
+static void
+walk_dir(struct verify_ctx *v, const char *rel)
+{
+    if (cli_each_entry(v->src, rel, compare_cb, v) < 0) {
+        report(v, "unreadable", rel[0] ? rel : ".");
+        return;
+    }
     find_extra(v, rel);
 }
 

@@ -4,7 +4,6 @@
  * file), hash SRC here, and list every difference, as the local verify
  * does. The listing is held in a hash table (about 100 bytes an entry).
  */
-#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +26,7 @@ struct listed {
     uint8_t ftype;
     bool has_digest;
     bool seen;
+    bool walked; /* a directory whose SRC entries were compared */
     uint8_t digest[WIRE_DIGEST_LEN];
     char rel[]; /* the path below PATH */
 };
@@ -156,6 +156,7 @@ check_entry(struct remote *r, const char *rel)
         return;
     }
     if (ft == WIRE_FT_DIRECTORY) {
+        e->walked = true;
         walk_src(r, rel);
         return;
     }
@@ -174,39 +175,40 @@ check_entry(struct remote *r, const char *rel)
 }
 
 static void
-walk_src(struct remote *r, const char *rel)
+check_cb(void *arg, const char *sub)
 {
-    char a[PATH_MAX];
-    snprintf(a, sizeof a, "%s/%s", r->src, rel);
-    DIR *d = opendir(a);
-    if (!d) {
-        differ(r, "unreadable", rel[0] ? rel : ".");
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        char sub[PATH_MAX];
-        if (snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "",
-                     de->d_name) < (int)sizeof sub)
-            check_entry(r, sub);
-    }
-    closedir(d);
+    check_entry(arg, sub);
 }
 
-/* Path order, component by component: '/' sorts before every byte, so a
- * directory's entries follow it directly. */
-static int
-cmp_rel(const void *pa, const void *pb)
+static void
+walk_src(struct remote *r, const char *rel)
 {
-    const char *a = *(char *const *)pa, *b = *(char *const *)pb;
-    for (;; a++, b++) {
-        unsigned ca = *a == '/' ? 1u : (unsigned char)*a;
-        unsigned cb = *b == '/' ? 1u : (unsigned char)*b;
-        if (ca != cb || ca == 0)
-            return (int)ca - (int)cb;
-    }
+    if (cli_each_entry(r->src, rel, check_cb, r) < 0)
+        differ(r, "unreadable", rel[0] ? rel : ".");
+}
+
+static int
+cmp_rel(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether e sits in a listed directory that was not walked (extra, or of
+ * another type in SRC): only that directory is reported, as locally. */
+static bool
+inside_extra(const struct remote *r, const struct listed *e)
+{
+    const char *slash = strrchr(e->rel, '/');
+    if (!slash)
+        return false;
+    char parent[PATH_MAX];
+    size_t n = (size_t)(slash - e->rel);
+    if (n >= sizeof parent)
+        return false;
+    memcpy(parent, e->rel, n);
+    parent[n] = '\0';
+    const struct listed *p = find(r, parent);
+    return p && !p->walked;
 }
 
 /* What the star holds that SRC lacks, in path order. */
@@ -214,27 +216,18 @@ static void
 report_extra(struct remote *r)
 {
     char **extra = calloc(r->n ? r->n : 1, sizeof *extra);
-    size_t n = 0;
-    for (size_t b = 0; extra && b < r->nbuckets; b++)
-        for (struct listed *e = r->buckets[b]; e; e = e->next)
-            if (!e->seen)
-                extra[n++] = e->rel;
     if (!extra) {
         differ(r, "extra", "(out of memory listing them)");
         return;
     }
-    /* Inside a directory missing from SRC only the directory counts. */
+    size_t n = 0;
+    for (size_t b = 0; b < r->nbuckets; b++)
+        for (struct listed *e = r->buckets[b]; e; e = e->next)
+            if (!e->seen && !inside_extra(r, e))
+                extra[n++] = e->rel;
     qsort(extra, n, sizeof *extra, cmp_rel);
-    const char *top = NULL;
-    size_t toplen = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (top && strncmp(extra[i], top, toplen) == 0 &&
-            extra[i][toplen] == '/')
-            continue;
+    for (size_t i = 0; i < n; i++)
         differ(r, "extra", extra[i]);
-        top = extra[i];
-        toplen = strlen(top);
-    }
     free(extra);
 }
 

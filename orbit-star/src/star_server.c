@@ -31,6 +31,7 @@
 #include "orbit/wire_pack.h"
 #include "star_internal.h"
 #include "star_alloc.h"
+#include "wire_internal.h"
 
 #define OUT_LIMIT  ((size_t)8 << 20) /* output bytes before reading pauses */
 #define READ_LIMIT ((size_t)WIRE_HDR_LEN + WIRE_MAX_PAYLOAD)
@@ -220,27 +221,17 @@ loop_main(void *arg)
 static int
 flush_pack(struct star_conn *c)
 {
-    size_t raw_len = c->pack ? evbuffer_get_length(c->pack) : 0;
-    if (raw_len == 0 || c->dead)
+    if (!c->pack || c->dead)
         return 0;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    struct evbuffer_iovec v;
-    size_t len = 0;
-    const uint8_t *raw = evbuffer_pullup(c->pack, -1);
-    int rc = ORBIT_ENOMEM;
-    if (raw && evbuffer_reserve_space(out, (ev_ssize_t)wire_pack_bound(raw_len),
-                                      &v, 1) == 1) {
-        rc = wire_pack(c->packer, raw, raw_len, v.iov_base, v.iov_len, &len);
-        v.iov_len = len;
-        evbuffer_commit_space(out, &v, 1);
-    }
-    evbuffer_drain(c->pack, raw_len);
+    size_t sent = 0;
+    int rc = wire_pack_run(c->packer, c->pack, bufferevent_get_output(c->bev),
+                           &sent);
     if (rc < 0) {
         c->pack_failed = true;
         event_active(c->pack_ev, EV_TIMEOUT, 0);
         return rc;
     }
-    c->star->stats.packed_out++;
+    c->star->stats.packed_out += sent > 0;
     return 0;
 }
 
@@ -675,7 +666,9 @@ process_one(struct star_conn *c, struct evbuffer *in)
     }
     struct wire_msg m;
     rc = wire_decode(&hdr, f + WIRE_HDR_LEN, &m);
-    if (rc < 0)
+    if (rc < 0 && hdr.type == WIRE_PACKED)
+        bad_pack(c, rc, "malformed PACKED frame"); /* requests unnamed */
+    else if (rc < 0)
         bad_payload(c, &hdr, rc);
     else if (m.type == WIRE_PACKED)
         handle_packed(c, &m);

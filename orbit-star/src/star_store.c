@@ -708,7 +708,7 @@ plan_take(struct star_sync_plan *p, size_t *cap, int fd)
 {
     if (p->nfds == *cap) {
         size_t n = *cap ? 2 * *cap : 16;
-        int *grown = realloc(p->fds, n * sizeof *grown);
+        int *grown = star_realloc(p->fds, n * sizeof *grown);
         if (!grown)
             return -1;
         p->fds = grown;

@@ -236,20 +236,10 @@ encode_to(struct wire_client *c, struct evbuffer *out, const struct wire_msg *m,
 static int
 flush_pack(struct wire_client *c)
 {
-    size_t raw_len = evbuffer_get_length(c->pack);
-    if (raw_len == 0)
-        return 0;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    size_t bound = wire_pack_bound(raw_len), len = 0;
-    struct evbuffer_iovec v;
-    const uint8_t *raw = evbuffer_pullup(c->pack, -1);
-    if (!raw || evbuffer_reserve_space(out, (ev_ssize_t)bound, &v, 1) != 1)
-        return ORBIT_ENOMEM;
-    int rc = wire_pack(c->packer, raw, raw_len, v.iov_base, v.iov_len, &len);
-    v.iov_len = len;
-    evbuffer_commit_space(out, &v, 1);
-    c->bytes_out += len;
-    evbuffer_drain(c->pack, raw_len);
+    size_t sent = 0;
+    int rc = wire_pack_run(c->packer, c->pack, bufferevent_get_output(c->bev),
+                           &sent);
+    c->bytes_out += sent;
     return rc;
 }
 
@@ -527,7 +517,9 @@ on_read(struct bufferevent *bev, void *arg)
         struct wire_msg m;
         rc = wire_decode(&hdr, frame + WIRE_HDR_LEN, &m);
         c->bytes_in += total;
-        if (rc == 0 && m.type == WIRE_PACKED)
+        if (rc < 0 && hdr.type == WIRE_PACKED)
+            fail_session(c, rc); /* its replies cannot be named */
+        else if (rc == 0 && m.type == WIRE_PACKED)
             dispatch_packed(c, &m);
         else
             dispatch(c, rc, &m);

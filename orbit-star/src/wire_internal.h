@@ -34,6 +34,14 @@ void wire_hello_init(struct wire_msg *m, uint32_t request_id, const char *name,
                      const char *job_id, const char *traceparent);
 
 struct wire_client;
+struct wire_packer;
+struct evbuffer;
+
+/* Compress the whole of run (encoded frames, at most WIRE_MAX_PACK_RAW) into
+ * one PACKED frame appended to out, and empty run; *sent is the frame's
+ * size (0 when run was empty). wire_pack_bound() space is reserved. */
+int wire_pack_run(struct wire_packer *p, struct evbuffer *run,
+                  struct evbuffer *out, size_t *sent);
 
 /* Invariants of a client (the request window matches its count, nothing is
  * held once ready, nothing pending once closed): 0 or ORBIT_ECORRUPT. */

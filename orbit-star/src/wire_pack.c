@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <event2/buffer.h>
 #include <zstd.h>
 
 #include "orbit/error.h"
@@ -106,6 +107,27 @@ wire_pack(struct wire_packer *p, const uint8_t *raw, size_t raw_len,
     }
     *out_len = WIRE_HDR_LEN + payload;
     return 0;
+}
+
+int
+wire_pack_run(struct wire_packer *p, struct evbuffer *run, struct evbuffer *out,
+              size_t *sent)
+{
+    *sent = 0;
+    size_t raw_len = evbuffer_get_length(run);
+    if (raw_len == 0)
+        return 0;
+    struct evbuffer_iovec v;
+    const uint8_t *raw = evbuffer_pullup(run, -1);
+    int rc = ORBIT_ENOMEM;
+    if (raw && evbuffer_reserve_space(out, (ev_ssize_t)wire_pack_bound(raw_len),
+                                      &v, 1) == 1) {
+        rc = wire_pack(p, raw, raw_len, v.iov_base, v.iov_len, sent);
+        v.iov_len = *sent;
+        evbuffer_commit_space(out, &v, 1);
+    }
+    evbuffer_drain(run, raw_len);
+    return rc;
 }
 
 int

@@ -290,6 +290,27 @@ Test(star_packed, a_segment_that_does_not_unpack_ends_that_session_only)
     close(fd2);
 }
 
+/* A PACKED frame whose payload does not decode ends the session too: the
+ * requests inside cannot be answered one by one. */
+Test(star_packed, a_malformed_packed_frame_ends_that_session)
+{
+    int fd;
+    open_with(WIRE_FEATURE_PACKED, &fd);
+    uint8_t bad[WIRE_HDR_LEN + 14] = {
+        WIRE_VERSION, WIRE_PACKED, 0x80, 0, 0, 0, 0, 0, 0, 0, 0,
+        14,           0,           0,    0, 0, 12};
+    cr_assert_eq(tc_write_all(fd, bad, sizeof bad), 0);
+    struct replies rs = {0};
+    cr_assert_eq(wire_unpacker_new(&rs.u), 0);
+    cr_assert(collect(fd, &rs, 1));
+    cr_assert_eq(rs.m[0].type, WIRE_ERROR);
+    cr_assert_eq(rs.m[0].request_id, 0);
+    cr_assert_eq(rs.m[0].u.error.code, ORBIT_EPROTO);
+    cr_assert(tc_closed(fd));
+    close(fd);
+    replies_free(&rs);
+}
+
 Test(star_packed, a_star_that_does_not_offer_refuses_them)
 {
     ts_stop(&T);

@@ -563,6 +563,20 @@ Test(wire_client, unusable_header_ends_the_session, .init = setup,
     expect_session_end(ORBIT_EVERSION);
 }
 
+/* A PACKED frame from the star that does not decode: the replies in it
+ * cannot be named, so the session ends now rather than at their timeouts. */
+Test(wire_client, a_malformed_packed_frame_ends_the_session, .init = setup,
+     .fini = teardown)
+{
+    start_with_unanswered_health();
+    /* codec 0 (raw) is no PACKED codec */
+    const uint8_t bad[WIRE_HDR_LEN + 14] = {
+        WIRE_VERSION, WIRE_PACKED, 0x80, 0, 0, 0, 0, 0, 0, 0, 0,
+        14,           0,           0,    0, 0, 12};
+    bufferevent_write(w.star.bev, bad, sizeof bad);
+    expect_session_end(ORBIT_EPROTO);
+}
+
 Test(wire_client, session_error_ends_the_session, .init = setup,
      .fini = teardown)
 {
