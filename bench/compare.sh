@@ -22,8 +22,11 @@
 # Side by side in one run, every case from the same warm page cache:
 #   tree-copy  cp -a, rsync -a to an rsync daemon, orbit copy to a local
 #              destination (in-process star), orbit copy to an orbit-star
-#   tree-sync  the newer tree over that copy: rsync -a, orbit sync (local, star)
-#   tar-copy   the older .tar the same four ways
+#              (--compress auto: raw chunks, the star being on this host),
+#              and the same with --compress zstd (as to another host)
+#   tree-sync  the newer tree over that copy: rsync -a, orbit sync (local,
+#              star, star with --compress zstd)
+#   tar-copy   the older .tar the same five ways
 #   tar-sync   the newer .tar over it under the same name: rsync, orbit sync
 #   resume     orbit copy of the .tar to a star under --bwlimit, the star
 #              SIGKILLed at half the file, restarted, the same command rerun
@@ -54,7 +57,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1; shift ;;
     --fsync-ref) fsync_ref=1; shift ;;
     --doc) doc=1; shift ;;
-    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     *) build=$(cd "$1" 2>/dev/null && pwd || echo "$1"); shift ;;
     esac
@@ -278,16 +281,24 @@ run_orbit_local() { # case rep copy|sync src/ dst
         "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")" \
         "$(orbit_wire "$S/tmp/last.out")"
 }
-run_orbit_star() { # case rep copy|sync src/ star-root path
-    local st=$S/state/$1-star-$2
-    start_star "$5"
-    ORBIT_STATE_DIR=$st client "$1" orbit-star "$2" "$ORBIT" "$3" "$4" \
-        "star://127.0.0.1:$star_port/$6" --token-file "$token"
+# run_orbit_star case rep copy|sync src/ star-root path [TOOL OPTION...]:
+# by default TOOL orbit-star with no options (--compress auto: raw chunks to
+# a star on this host); orbit-star-z passes --compress zstd, what auto does
+# for a star on another host.
+run_orbit_star() {
+    local c=$1 r=$2 verb=$3 src=$4 root=$5 path=$6 tool=orbit-star
+    shift 6
+    if [ $# -gt 0 ]; then tool=$1; shift; fi
+    local st=$S/state/$c-$tool-$r
+    start_star "$root"
+    ORBIT_STATE_DIR=$st client "$c" $tool "$r" "$ORBIT" "$verb" "$@" "$src" \
+        "star://127.0.0.1:$star_port/$path" --token-file "$token"
     stop_server star
-    record "$1" orbit-star "$2" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" \
+    record "$c" $tool "$r" "$cl_wall" "$cl_rss" "$srv_rss" "$cl_cpu" "$srv_cpu" \
         "$(orbit_sent "$st")" "$(orbit_raw "$S/tmp/last.out")" \
         "$(orbit_wire "$S/tmp/last.out")"
 }
+ZSTD=(orbit-star-z --compress zstd)
 # differs REF DIR: files of REF missing or different in DIR (extras are fine:
 # neither rsync -a nor orbit sync deletes without --delete). An rsync daemon
 # stores link targets with "./" steps removed: the same target, not a difference.
@@ -334,7 +345,8 @@ if want tree; then
     echo "tree	$files	$changed	$(du -sb "$OLD" | cut -f1)" >"$S/tree.info"
     echo "== tree: $files files, $changed of them changed in $new_v" >&2
     for r in $(seq 1 "$tree_runs"); do
-        fresh "$S/dst/cp" "$S/dst/rsync/tree" "$S/dst/orbit-local" "$S/dst/orbit-star"
+        fresh "$S/dst/cp" "$S/dst/rsync/tree" "$S/dst/orbit-local" "$S/dst/orbit-star" \
+            "$S/dst/orbit-star-z"
         rmdir "$S/dst/cp" # cp -a SRC DST creates DST
         run_cp tree-copy "$r" "$OLD" "$S/dst/cp"
         if [ "$fsync_ref" = 1 ]; then
@@ -344,17 +356,21 @@ if want tree; then
         run_rsync tree-copy "$r" "$OLD/" tree/
         run_orbit_local tree-copy "$r" copy "$OLD/" "$S/dst/orbit-local/tree"
         run_orbit_star tree-copy "$r" copy "$OLD/" "$S/dst/orbit-star" tree
+        run_orbit_star tree-copy "$r" copy "$OLD/" "$S/dst/orbit-star-z" tree "${ZSTD[@]}"
         run_rsync tree-sync "$r" "$NEW/" tree/
         run_orbit_local tree-sync "$r" sync "$NEW/" "$S/dst/orbit-local/tree"
         run_orbit_star tree-sync "$r" sync "$NEW/" "$S/dst/orbit-star" tree
+        run_orbit_star tree-sync "$r" sync "$NEW/" "$S/dst/orbit-star-z" tree "${ZSTD[@]}"
         if [ "$r" = 1 ]; then
             echo "  checking the synced trees" >&2
             check tree-sync "$NEW" "$S/dst/rsync/tree"
             check tree-sync "$NEW" "$S/dst/orbit-local/tree"
             check tree-sync "$NEW" "$S/dst/orbit-star/tree"
+            check tree-sync "$NEW" "$S/dst/orbit-star-z/tree"
         fi
     done
-    rm -rf "$S/dst/cp" "$S/dst/rsync/tree" "$S/dst/orbit-local" "$S/dst/orbit-star"
+    rm -rf "$S/dst/cp" "$S/dst/rsync/tree" "$S/dst/orbit-local" "$S/dst/orbit-star" \
+        "$S/dst/orbit-star-z"
 fi
 
 # ---- the single .tar -----------------------------------------------------------
@@ -370,7 +386,8 @@ fi
 if want tar; then
     echo "== tar: $(stat -c %s "$old_tar") bytes" >&2
     for r in $(seq 1 "$runs"); do
-        fresh "$S/dst/cp-tar" "$S/dst/rsync/tar" "$S/dst/orbit-local" "$S/dst/orbit-star"
+        fresh "$S/dst/cp-tar" "$S/dst/rsync/tar" "$S/dst/orbit-local" "$S/dst/orbit-star" \
+            "$S/dst/orbit-star-z"
         run_cp tar-copy "$r" "$S/src/tar-old/linux.tar" "$S/dst/cp-tar/linux.tar"
         if [ "$fsync_ref" = 1 ]; then
             run_rsync tar-copy "$r" "$S/src/tar-old/" tar-fsync/ --fsync
@@ -379,16 +396,22 @@ if want tar; then
         run_rsync tar-copy "$r" "$S/src/tar-old/" tar/
         run_orbit_local tar-copy "$r" copy "$S/src/tar-old/" "$S/dst/orbit-local/tar"
         run_orbit_star tar-copy "$r" copy "$S/src/tar-old/" "$S/dst/orbit-star" tar
+        run_orbit_star tar-copy "$r" copy "$S/src/tar-old/" "$S/dst/orbit-star-z" tar \
+            "${ZSTD[@]}"
         run_rsync tar-sync "$r" "$S/src/tar-new/" tar/
         run_orbit_local tar-sync "$r" sync "$S/src/tar-new/" "$S/dst/orbit-local/tar"
         run_orbit_star tar-sync "$r" sync "$S/src/tar-new/" "$S/dst/orbit-star" tar
+        run_orbit_star tar-sync "$r" sync "$S/src/tar-new/" "$S/dst/orbit-star-z" tar \
+            "${ZSTD[@]}"
         if [ "$r" = 1 ]; then
             cmp "$S/src/tar-new/linux.tar" "$S/dst/rsync/tar/linux.tar"
             cmp "$S/src/tar-new/linux.tar" "$S/dst/orbit-local/tar/linux.tar"
             cmp "$S/src/tar-new/linux.tar" "$S/dst/orbit-star/tar/linux.tar"
+            cmp "$S/src/tar-new/linux.tar" "$S/dst/orbit-star-z/tar/linux.tar"
         fi
     done
-    rm -rf "$S/dst/cp-tar" "$S/dst/rsync/tar" "$S/dst/orbit-local" "$S/dst/orbit-star"
+    rm -rf "$S/dst/cp-tar" "$S/dst/rsync/tar" "$S/dst/orbit-local" "$S/dst/orbit-star" \
+        "$S/dst/orbit-star-z"
 fi
 
 # ---- resume --------------------------------------------------------------------

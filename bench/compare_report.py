@@ -21,13 +21,16 @@ CASES = [
     ("tar-sync", "sync of the 6.1.192 .tar over it"),
     ("resume", "resume: rerun after the star was SIGKILLed at half the .tar"),
 ]
-TOOLS = ["cp", "rsync", "rsync-fsync", "orbit-local", "orbit-star"]
+TOOLS = ["cp", "rsync", "rsync-fsync", "orbit-local", "orbit-star",
+         "orbit-star-z"]
+ORBITS = ("orbit-local", "orbit-star", "orbit-star-z")
 TOOL_LABEL = {
     "cp": "`cp -a`",
     "rsync": "`rsync -a` → daemon",
     "rsync-fsync": "`rsync -a --fsync` → daemon",
     "orbit-local": "`orbit` → local",
     "orbit-star": "`orbit` → orbit-star",
+    "orbit-star-z": "`orbit --compress zstd` → orbit-star",
 }
 
 
@@ -149,21 +152,23 @@ def build(a):
     w("")
 
     # targets
-    w("Targets (issue 6):")
+    w("Targets (issue 6). `--compress auto`, the default, sends raw chunks to a "
+      "star on this host, as here; `--compress zstd` is what it sends a star on "
+      "another host:")
     w("")
 
     def met(ok):
         return "**met**" if ok else "**not met**"
 
     tc = s.get(("tree-copy", "rsync"))
-    for tool in ("orbit-local", "orbit-star"):
+    for tool in ORBITS:
         x = s.get(("tree-copy", tool))
         if tc and x:
             w(f"- full tree copy faster than rsync, {TOOL_LABEL[tool]}: "
               f"{x['wall']:.1f} s vs {tc['wall']:.1f} s "
               f"(×{x['wall'] / tc['wall']:.2f}) — {met(x['wall'] < tc['wall'])}")
     ts = s.get(("tree-sync", "rsync"))
-    for tool in ("orbit-local", "orbit-star"):
+    for tool in ORBITS:
         x = s.get(("tree-sync", tool))
         if ts and x:
             ok_t = x["wall"] <= ts["wall"] / 4
@@ -193,8 +198,8 @@ def build(a):
           f"{resent / size * 100:.2f} % of the file "
           f"({resent / ref * 100:.2f} % of a full copy's bytes) — "
           f"{met(resent / size < 0.05)}")
-    src_rss = [v["rss_c"] for (c, t), v in s.items() if t == "orbit-star" and v["rss_c"]]
-    star_rss = [v["rss_s"] for (c, t), v in s.items() if t == "orbit-star" and v["rss_s"]]
+    src_rss = [v["rss_c"] for (c, t), v in s.items() if t.startswith("orbit-star") and v["rss_c"]]
+    star_rss = [v["rss_s"] for (c, t), v in s.items() if t.startswith("orbit-star") and v["rss_s"]]
     loc_rss = [v["rss_c"] for (c, t), v in s.items() if t == "orbit-local" and v["rss_c"]]
     if src_rss and star_rss:
         w(f"- peak RSS < 64 MiB: source {max(src_rss) / 1024:.1f} MiB "

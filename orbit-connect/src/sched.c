@@ -1207,8 +1207,11 @@ dest_init(struct sched *s, unsigned i)
     d->idx = i;
     d->cfg = &s->cfg.dests[i];
     int level = s->cfg.compress_level;
-    if (level < 0)
-        level = d->cfg->kind == SCHED_DEST_STAR ? 3 : 0;
+    if (level < 0) {
+        /* auto: decided per session (raw to a star on this host) */
+        d->compress_auto = d->cfg->kind == SCHED_DEST_STAR;
+        level = d->compress_auto ? 3 : 0;
+    }
     d->compress = level > 0;
     struct backpressure_config bc;
     backpressure_config_default(&bc);

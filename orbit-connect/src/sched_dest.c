@@ -839,6 +839,11 @@ on_ready(void *arg, int status, const struct wire_hello_ok *hello)
     struct sched_dest *d = arg;
     (void)hello;
     d->ready = status == 0;
+    if (d->ready && d->compress_auto) {
+        /* Compressing for a star on this host only spends CPU on both
+         * ends: the bytes never cross a network. */
+        d->compress = !wire_client_peer_local(d->client);
+    }
     if (status != 0 && d->was_ready)
         fail_queued(d, ORBIT_ECLOSED);
     sched_dest_ready(d->s, d, status);

@@ -186,7 +186,8 @@ struct sched_dest {
     bool resetting;             /* dropping a suspect session */
     uint64_t down_since_ms;     /* lost its session at (monotonic), 0: up */
     unsigned handshakes_failed; /* before the first session came up */
-    bool compress;
+    bool compress;              /* this session's chunks are compressed */
+    bool compress_auto; /* --compress auto: not for a star on this host */
     struct backpressure_guard *guard;
     struct breaker *breaker;
     struct sched_refq haveq;          /* ids waiting for a HAVE */

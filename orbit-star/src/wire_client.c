@@ -14,6 +14,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -213,6 +214,55 @@ bool
 wire_client_ready(const struct wire_client *c)
 {
     return c && c->state == CS_READY;
+}
+
+static bool
+addr_loopback(const struct sockaddr *a)
+{
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)a;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct in6_addr *v6 =
+            &((const struct sockaddr_in6 *)a)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(v6))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127;
+    }
+    return false;
+}
+
+bool
+wire_addr_local(const struct sockaddr *peer, const struct sockaddr *self)
+{
+    if (peer->sa_family == AF_UNIX || addr_loopback(peer))
+        return true;
+    if (!self || peer->sa_family != self->sa_family)
+        return false;
+    if (peer->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)peer)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)self)->sin_addr.s_addr;
+    if (peer->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)peer)->sin6_addr,
+                      &((const struct sockaddr_in6 *)self)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
+bool
+wire_client_peer_local(const struct wire_client *c)
+{
+    if (!c || !c->bev)
+        return false;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    struct sockaddr_storage peer, self;
+    socklen_t plen = sizeof peer, slen = sizeof self;
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&peer, &plen) != 0 ||
+        getsockname(fd, (struct sockaddr *)&self, &slen) != 0)
+        return false;
+    return wire_addr_local((const struct sockaddr *)&peer,
+                           (const struct sockaddr *)&self);
 }
 
 /* Encode m straight into contiguous space at the end of out. */

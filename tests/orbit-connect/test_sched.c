@@ -430,6 +430,38 @@ one_dest_config(struct sched_config *cfg, struct sched_source *src,
     cfg->ndests = 1;
 }
 
+/* A star on 127.0.0.1 serving tmp/ROOT_REL (created), its rounds held
+ * batch_delay_us; *dest addresses it. */
+static struct star *
+tcp_star(const char *root_rel, uint32_t batch_delay_us,
+         struct sched_dest_config *dest)
+{
+    static char root[512];
+    path_of(root, sizeof root, root_rel);
+    cr_assert_eq(mkdir(root, 0755), 0);
+    struct star_config sc;
+    star_config_init(&sc);
+    sc.root = root;
+    sc.token = token;
+    sc.token_len = sizeof token - 1;
+    sc.quiet = true;
+    sc.batch_delay_us = batch_delay_us;
+    struct star *star = NULL;
+    cr_assert_eq(star_new(&sc, &star), 0);
+    cr_assert_eq(star_listen(star, "127.0.0.1:0"), 0);
+    cr_assert_eq(star_schedule(star), 0);
+    *dest = (struct sched_dest_config){
+        .kind = SCHED_DEST_STAR,
+        .name = "star",
+        .host = "127.0.0.1",
+        .port = star_port(star),
+        .prefix = "",
+        .token = token,
+        .token_len = sizeof token - 1,
+    };
+    return star;
+}
+
 /* A file's manifest follows its PUTs without waiting for their answers:
  * the star takes both in one sync round. A star that holds each round open
  * for 300 ms shows it: the three files cost one round, where waiting for
@@ -440,29 +472,9 @@ Test(sched, a_manifest_follows_its_puts_into_the_same_round)
     write_bytes("src/a.bin", 40000, 31);
     write_bytes("src/b.bin", 50000, 32);
     write_bytes("src/c.bin", 60000, 33);
-    char root[512], srcpath[512];
-    path_of(root, sizeof root, "dstar");
-    cr_assert_eq(mkdir(root, 0755), 0);
-    struct star_config sc;
-    star_config_init(&sc);
-    sc.root = root;
-    sc.token = token;
-    sc.token_len = sizeof token - 1;
-    sc.quiet = true;
-    sc.batch_delay_us = 300000;
-    struct star *star = NULL;
-    cr_assert_eq(star_new(&sc, &star), 0);
-    cr_assert_eq(star_listen(star, "127.0.0.1:0"), 0);
-    cr_assert_eq(star_schedule(star), 0);
-    struct sched_dest_config dest = {
-        .kind = SCHED_DEST_STAR,
-        .name = "star",
-        .host = "127.0.0.1",
-        .port = star_port(star),
-        .prefix = "",
-        .token = token,
-        .token_len = sizeof token - 1,
-    };
+    char srcpath[512];
+    struct sched_dest_config dest;
+    struct star *star = tcp_star("dstar", 300000, &dest);
     struct sched_source src;
     struct sched_config cfg;
     one_dest_config(&cfg, &src, srcpath, sizeof srcpath, &dest);
@@ -491,6 +503,52 @@ Test(sched, a_manifest_follows_its_puts_into_the_same_round)
         snprintf(b, sizeof b, "dstar/%s", files[i]);
         cr_assert(same_file(a, b), "%s differs", files[i]);
     }
+}
+
+/* --compress auto sends a star on this host raw chunks (compressing them
+ * would only spend CPU at both ends of a loopback connection); an explicit
+ * level compresses for it all the same. */
+Test(sched, auto_compression_skips_a_star_on_this_host)
+{
+    mkd("src");
+    char p[512];
+    path_of(p, sizeof p, "src/text.txt");
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 40000; i++)
+        fprintf(f, "line %d of a compressible file\n", i % 97);
+    cr_assert_eq(fclose(f), 0);
+    const int levels[] = {-1, 3};
+    const char *roots[] = {"dauto", "dzstd3"};
+    struct sched_stats st[2];
+    for (int i = 0; i < 2; i++) {
+        /* a star each: one that holds the chunks would not be sent them */
+        char srcpath[512];
+        struct sched_dest_config dest;
+        struct star *star = tcp_star(roots[i], 0, &dest);
+        struct sched_source src;
+        struct sched_config cfg;
+        one_dest_config(&cfg, &src, srcpath, sizeof srcpath, &dest);
+        cfg.compress_level = levels[i];
+        struct sched *s = NULL;
+        cr_assert_eq(sched_new(&cfg, &s), 0);
+        cr_assert_eq(sched_run(s), 0);
+        sched_get_stats(s, &st[i]);
+        sched_free(s);
+        star_free(star);
+        char dst[64];
+        snprintf(dst, sizeof dst, "%s/text.txt", roots[i]);
+        cr_assert(same_file("src/text.txt", dst), "%s differs", dst);
+    }
+    cr_assert_gt(st[0].bytes_raw_sent, 1000000);
+    cr_expect_eq(st[0].bytes_sent, st[0].bytes_raw_sent,
+                 "auto compressed for 127.0.0.1: %llu of %llu bytes",
+                 (unsigned long long)st[0].bytes_sent,
+                 (unsigned long long)st[0].bytes_raw_sent);
+    cr_expect_lt(st[1].bytes_sent, st[1].bytes_raw_sent / 5,
+                 "level 3 did not compress: %llu of %llu bytes",
+                 (unsigned long long)st[1].bytes_sent,
+                 (unsigned long long)st[1].bytes_raw_sent);
 }
 
 /* A file planned for a probe that grew by 24 MiB before it was read: more

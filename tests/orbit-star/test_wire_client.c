@@ -8,6 +8,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -704,7 +705,50 @@ Test(wire_client, connects_by_host_and_port)
     run_until(&w.completed, 1);
     cr_assert_eq(w.ready_status, 0);
     cr_assert_eq(w.recs[0].type, WIRE_HEALTH_REPLY);
+    cr_assert(wire_client_peer_local(w.c), "127.0.0.1 is this host");
     teardown();
+}
+
+static struct sockaddr_in
+v4(const char *a)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    cr_assert_eq(inet_pton(AF_INET, a, &sin.sin_addr), 1, "%s", a);
+    return sin;
+}
+
+static struct sockaddr_in6
+v6(const char *a)
+{
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+    cr_assert_eq(inet_pton(AF_INET6, a, &sin6.sin6_addr), 1, "%s", a);
+    return sin6;
+}
+
+#define SA(x) ((const struct sockaddr *)&(x))
+
+/* Which stars are on this host (chunks go to them uncompressed under
+ * --compress auto): loopback, a UNIX socket, or an address of our own. */
+Test(wire_client, a_star_is_local_on_loopback_or_an_own_address)
+{
+    struct sockaddr_in lo = v4("127.0.0.1"), lo9 = v4("127.9.8.7"),
+                       a = v4("10.1.2.3"), b = v4("10.1.2.4");
+    struct sockaddr_in6 lo6 = v6("::1"), mapped = v6("::ffff:127.0.0.1"),
+                        mapped_far = v6("::ffff:10.1.2.4"), c = v6("fd00::1"),
+                        d = v6("fd00::2");
+    struct sockaddr un = {.sa_family = AF_UNIX};
+    cr_assert(wire_addr_local(SA(lo), SA(lo)));
+    cr_assert(wire_addr_local(SA(lo9), NULL));
+    cr_assert(wire_addr_local(SA(lo6), NULL));
+    cr_assert(wire_addr_local(SA(mapped), SA(mapped)));
+    cr_assert(wire_addr_local(&un, &un));
+    cr_assert(wire_addr_local(SA(b), SA(b)), "our own address");
+    cr_assert(wire_addr_local(SA(d), SA(d)), "our own address");
+    cr_assert_not(wire_addr_local(SA(b), SA(a)), "another host");
+    cr_assert_not(wire_addr_local(SA(b), NULL));
+    cr_assert_not(wire_addr_local(SA(d), SA(c)), "another host");
+    cr_assert_not(wire_addr_local(SA(mapped_far), SA(c)));
+    cr_assert_not(wire_addr_local(SA(b), SA(d)), "families differ");
 }
 
 Test(wire_client, connect_refused_reports_econnect)

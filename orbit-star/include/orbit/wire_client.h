@@ -129,4 +129,16 @@ size_t wire_client_pending_requests(const struct wire_client *c);
 /* Whether HELLO_OK has arrived and the session is still open. */
 bool wire_client_ready(const struct wire_client *c);
 
+/* Whether the star is on this host: connected over a socketpair or a UNIX
+ * socket, to a loopback address, or to an address this end's own address
+ * equals (one of this host's). False when not connected. */
+bool wire_client_peer_local(const struct wire_client *c);
+
+/* The rule above, for a connection from self (may be NULL) to peer: a UNIX
+ * socket, a loopback address (127/8, ::1, ::ffff:127/104), or the same IP
+ * address at both ends (a connection to one of this host's addresses
+ * leaves from that address). */
+struct sockaddr;
+bool wire_addr_local(const struct sockaddr *peer, const struct sockaddr *self);
+
 #endif
