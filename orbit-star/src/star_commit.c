@@ -363,7 +363,7 @@ same_bytes(struct star *s, struct star_commit_item *it, int fd,
     if (says != RECORD_NOTHING)
         return it->trusted;
     uint8_t d[32];
-    return star_copy_hashed(s, fd, -1, c->size, d) == 0 &&
+    return star_copy_hashed(s->scratch2, fd, -1, c->size, NULL, d) == 0 &&
            memcmp(d, c->digest, sizeof d) == 0;
 }
 
@@ -576,7 +576,8 @@ assemble_one(struct star *s, struct star_commit_item *it)
 
 /* Copy src into dst from the start, hashing what was read. */
 int
-star_copy_hashed(struct star *s, int src, int dst, uint64_t size, uint8_t d[32])
+star_copy_hashed(uint8_t *buf, int src, int dst, uint64_t size,
+                 const _Atomic bool *stop, uint8_t d[32])
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     int rc =
@@ -584,10 +585,10 @@ star_copy_hashed(struct star *s, int src, int dst, uint64_t size, uint8_t d[32])
     for (uint64_t off = 0; rc == 0 && off < size;) {
         size_t n =
             size - off < WIRE_MAX_CHUNK ? (size_t)(size - off) : WIRE_MAX_CHUNK;
-        rc = star_pread_all(src, s->scratch2, n, off);
+        rc = stop && *stop ? ORBIT_ECANCELED : star_pread_all(src, buf, n, off);
         if (rc == 0 && dst >= 0) /* dst < 0: only hash */
-            rc = star_pwrite_all(dst, s->scratch2, n, off);
-        if (rc == 0 && !EVP_DigestUpdate(md, s->scratch2, n))
+            rc = star_pwrite_all(dst, buf, n, off);
+        if (rc == 0 && !EVP_DigestUpdate(md, buf, n))
             rc = ORBIT_ECRYPTO;
         off += n;
     }
@@ -614,8 +615,9 @@ copy_across(struct star *s, struct star_commit_item *it, int pfd,
                      O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     int dst = openat(pfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     uint8_t d[32];
-    int rc = src < 0 || dst < 0 ? orbit_err_from_errno(errno)
-                                : star_copy_hashed(s, src, dst, c->size, d);
+    int rc = src < 0 || dst < 0
+                 ? orbit_err_from_errno(errno)
+                 : star_copy_hashed(s->scratch2, src, dst, c->size, NULL, d);
     if (rc == 0 && memcmp(d, c->digest, 32) != 0)
         rc = ORBIT_ECORRUPT;
     if (rc == 0)

@@ -1,6 +1,9 @@
 /*
  * LIST (a paged walk of a subtree, .orbit skipped), DELETE (a file, symlink
  * or directory beneath ROOT) and HEALTH (disk figures, counters, state).
+ * A LIST that asks for digests reads every file it lists: it runs on a
+ * thread of its own (one such LIST at a time, the others queued), so the
+ * loop goes on answering every other request meanwhile.
  */
 #include <dirent.h>
 #include <event2/event.h>
@@ -24,14 +27,15 @@
 #define LIST_BUDGET    ((size_t)WIRE_MAX_PAYLOAD - ((size_t)64 << 10))
 #define ENTRY_FIXED    64 /* encoded bytes of an entry besides its path */
 /* With WIRE_LIST_DIGESTS a page ends after the file that takes the bytes
- * hashed for it past this, so one request holds the loop briefly. */
+ * hashed for it past this, so the LISTs queued behind it wait briefly. */
 #define LIST_HASH_BUDGET ((uint64_t)64 << 20)
 
 struct lister {
-    struct star *star;
-    bool digests;       /* WIRE_LIST_DIGESTS */
-    uint64_t hashed;    /* bytes read for this page's digests */
-    const char *cursor; /* "" for none */
+    bool digests; /* WIRE_LIST_DIGESTS */
+    uint8_t *buf; /* digests: WIRE_MAX_CHUNK bytes to read through */
+    const _Atomic bool *stop; /* digests: the star is going */
+    uint64_t hashed;          /* bytes read for this page's digests */
+    const char *cursor;       /* "" for none */
     uint32_t max;
     struct wire_list_entry *entries;
     uint32_t n;
@@ -135,7 +139,8 @@ digest_of(struct lister *l, int dirfd, const char *name, const struct stat *st,
     struct stat now;
     bool ok = fd >= 0 && fstat(fd, &now) == 0 && now.st_ino == st->st_ino &&
               now.st_dev == st->st_dev && S_ISREG(now.st_mode) &&
-              star_copy_hashed(l->star, fd, -1, (uint64_t)now.st_size, d) == 0;
+              star_copy_hashed(l->buf, fd, -1, (uint64_t)now.st_size, l->stop,
+                               d) == 0;
     if (fd >= 0)
         close(fd);
     l->hashed += (uint64_t)st->st_size;
@@ -259,14 +264,160 @@ list_open(struct star_conn *c, const struct wire_list *q, int *fd)
                                   O_RDONLY | O_DIRECTORY, 0, fd);
 }
 
+static void
+free_entries(struct lister *l)
+{
+    for (uint32_t i = 0; i < l->n; i++)
+        free((void *)l->entries[i].path);
+    free(l->entries);
+    l->entries = NULL;
+    l->n = 0;
+}
+
+static void
+reply_listing(struct star_conn *c, uint32_t rid, struct lister *l,
+              const char *path)
+{
+    if (l->rc < 0)
+        star_send_error(c, rid, l->rc, WIRE_NO_ITEM, "LIST %s: %s", path,
+                        orbit_strerror(l->rc));
+    else
+        send_listing(c, rid, l);
+}
+
+/* A LIST with digests, between the loop and the lister thread. */
+struct star_list_job {
+    struct star_list_job *next;
+    struct star_conn *conn; /* a reference, and one pending reply */
+    uint32_t rid;
+    int fd; /* the listed directory; the walk closes it */
+    char *path;
+    char *cursor;
+    struct lister l;
+};
+
+static void
+list_job_free(struct star_list_job *j)
+{
+    free_entries(&j->l);
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j->l.buf);
+    free(j->path);
+    free(j->cursor);
+    free(j);
+}
+
+/* On the lister thread: touches only the job, ROOT's files and the stop
+ * flag. */
+static void
+list_job_run(void *arg)
+{
+    struct star_list_job *j = arg;
+    int fd = j->fd;
+    j->fd = -1;
+    walk(&j->l, fd, j->path, j->path[0] ? 1 : 0);
+}
+
+static void list_job_done(void *arg);
+
+/* Hand the head of the queue to the lister thread. Only the head is ever
+ * posted, so the thread is free; were it not, the job runs here. */
+static void
+start_head(struct star *s)
+{
+    if (star_syncer_post(s->lister, list_job_run, s->list_jobs) != 0) {
+        list_job_run(s->list_jobs);
+        list_job_done(s);
+    }
+}
+
+/* On the loop: answer the job at the head of the queue, start the next. */
+static void
+list_job_done(void *arg)
+{
+    struct star *s = arg;
+    struct star_list_job *j = s->list_jobs;
+    if (!j)
+        return;
+    s->list_jobs = j->next;
+    if (!s->list_jobs)
+        s->list_jobs_tail = NULL;
+    if (!s->list_stop)
+        reply_listing(j->conn, j->rid, &j->l, j->path);
+    star_conn_done(j->conn);
+    list_job_free(j);
+    if (s->list_jobs && !s->list_stop)
+        start_head(s);
+}
+
+int
+star_lister_init(struct star *s)
+{
+    return star_syncer_new(s->base, "orbit-list", list_job_done, s, &s->lister);
+}
+
+void
+star_lister_release(struct star *s)
+{
+    s->list_stop = true;
+    star_syncer_free(s->lister); /* the running job ends at its next read */
+    s->lister = NULL;
+    while (s->list_jobs) {
+        struct star_list_job *j = s->list_jobs;
+        s->list_jobs = j->next;
+        star_conn_done(j->conn);
+        list_job_free(j);
+    }
+    s->list_jobs_tail = NULL;
+}
+
+/* Queue a digest LIST of the directory fd (taken); started at once when
+ * none is running. */
+static int
+queue_list_job(struct star_conn *c, uint32_t rid, int fd,
+               const struct wire_list *q, uint32_t max)
+{
+    struct star *s = c->star;
+    struct star_list_job *j = star_calloc(1, sizeof *j);
+    if (!j) {
+        close(fd);
+        return ORBIT_ENOMEM;
+    }
+    j->fd = fd;
+    j->rid = rid;
+    j->path = star_strdup(q->path);
+    j->cursor = star_strdup(q->cursor);
+    j->l.digests = true;
+    j->l.stop = &s->list_stop;
+    j->l.max = max;
+    j->l.buf = star_malloc(WIRE_MAX_CHUNK);
+    j->l.entries = star_calloc(max, sizeof *j->l.entries);
+    if (!j->path || !j->cursor || !j->l.buf || !j->l.entries) {
+        list_job_free(j);
+        return ORBIT_ENOMEM;
+    }
+    j->l.cursor = j->cursor;
+    j->conn = c;
+    c->refs++;
+    c->pending++;
+    bool idle = !s->list_jobs;
+    if (s->list_jobs_tail)
+        s->list_jobs_tail->next = j;
+    else
+        s->list_jobs = j;
+    s->list_jobs_tail = j;
+    if (idle)
+        start_head(s);
+    return 0;
+}
+
 void
 star_handle_list(struct star_conn *c, const struct wire_msg *m)
 {
     const struct wire_list *q = &m->u.list;
     struct lister l;
     memset(&l, 0, sizeof l);
-    l.star = c->star;
-    l.digests = q->flags & WIRE_LIST_DIGESTS;
     l.cursor = q->cursor;
     l.max = q->max_entries ? q->max_entries : LIST_DEFAULT;
     if (l.max > WIRE_MAX_LIST)
@@ -279,27 +430,22 @@ star_handle_list(struct star_conn *c, const struct wire_msg *m)
     }
     int fd = -1;
     int rc = list_open(c, q, &fd);
+    if (rc == 0 && (q->flags & WIRE_LIST_DIGESTS))
+        rc = queue_list_job(c, m->request_id, fd, q, l.max);
+    else if (rc == 0 && !(l.entries = star_calloc(l.max, sizeof *l.entries))) {
+        close(fd);
+        rc = ORBIT_ENOMEM;
+    }
     if (rc < 0) {
         star_send_error(c, m->request_id, rc, WIRE_NO_ITEM, "LIST %s: %s",
                         q->path, orbit_strerror(rc));
         return;
     }
-    l.entries = star_calloc(l.max, sizeof *l.entries);
-    if (!l.entries) {
-        close(fd);
-        star_send_error(c, m->request_id, ORBIT_ENOMEM, WIRE_NO_ITEM,
-                        "LIST: out of memory");
-        return;
-    }
+    if (!l.entries)
+        return; /* queued */
     walk(&l, fd, q->path, q->path_len ? 1 : 0);
-    if (l.rc < 0)
-        star_send_error(c, m->request_id, l.rc, WIRE_NO_ITEM, "LIST %s: %s",
-                        q->path, orbit_strerror(l.rc));
-    else
-        send_listing(c, m->request_id, &l);
-    for (uint32_t i = 0; i < l.n; i++)
-        free((void *)l.entries[i].path);
-    free(l.entries);
+    reply_listing(c, m->request_id, &l, q->path);
+    free_entries(&l);
 }
 
 /* ---- DELETE ---- */

@@ -113,7 +113,8 @@ struct star_round {
     uint64_t us_commit_sync;
 };
 
-struct star_syncer; /* star_syncer.c */
+struct star_syncer;   /* star_syncer.c */
+struct star_list_job; /* star_fsops.c */
 
 struct star_partial; /* a multi-frame COMMIT in progress */
 struct parent_dir;   /* star_commit.c */
@@ -162,6 +163,11 @@ struct star {
     struct star_put_item *spare_puts; /* the arrays not in use */
     struct star_commit_item *spare_commits;
     struct star_syncer *syncer;
+    /* LISTs with digests read whole files: one at a time on a thread of
+     * their own, the others queued in arrival order */
+    struct star_syncer *lister;
+    struct star_list_job *list_jobs, *list_jobs_tail; /* head: running */
+    _Atomic bool list_stop;  /* the star is going: jobs end early */
     struct parent_dir *dirs; /* commit_group_max: directories to fsync */
     struct star_partial *partials;
     bool records_failing; /* file records not written: logged once */
@@ -204,7 +210,8 @@ void star_flush(struct star *s);
 /* ---- star_syncer.c ---- */
 /* done(arg) runs on base's loop after each posted job returns, or inside
  * star_syncer_wait(): exactly once per job. */
-int star_syncer_new(struct event_base *base, void (*done)(void *arg), void *arg,
+int star_syncer_new(struct event_base *base, const char *name,
+                    void (*done)(void *arg), void *arg,
                     struct star_syncer **out);
 /* Hand job(arg) to the thread; ORBIT_EAGAIN while one is posted. */
 int star_syncer_post(struct star_syncer *y, void (*job)(void *arg), void *arg);
@@ -215,9 +222,10 @@ void star_syncer_test_pause(void);            /* test seam, weak */
 
 /* ---- star_commit.c ---- */
 /* Copy size bytes of src into dst (dst < 0: none) from offset 0, hashing
- * them with SHA-256 into d; reads through the star's scratch buffer. */
-int star_copy_hashed(struct star *s, int src, int dst, uint64_t size,
-                     uint8_t d[32]);
+ * them with SHA-256 into d; reads through buf (WIRE_MAX_CHUNK bytes).
+ * ORBIT_ECANCELED as soon as *stop (NULL: never) is set. */
+int star_copy_hashed(uint8_t *buf, int src, int dst, uint64_t size,
+                     const _Atomic bool *stop, uint8_t d[32]);
 
 /* The group's steps one by one (the two sync steps may run on another
  * thread: they touch only the items, star->dirs and fds). */
@@ -239,6 +247,10 @@ void star_commit_release(struct star *s);
 
 /* ---- star_fsops.c ---- */
 void star_handle_list(struct star_conn *c, const struct wire_msg *m);
+int star_lister_init(struct star *s);
+/* Ends the running digest LIST early and drops the queued ones (their
+ * connections get no reply: the star is going). */
+void star_lister_release(struct star *s);
 void star_handle_delete(struct star_conn *c, const struct wire_msg *m);
 void star_handle_health(struct star_conn *c, const struct wire_msg *m);
 /* Sample the disk into the health monitor; the wire advisories now. */

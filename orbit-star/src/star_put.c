@@ -39,7 +39,7 @@ star_batch_init(struct star *s)
     if (!s->puts || !s->spare_puts || !s->commits || !s->spare_commits ||
         !s->flush_ev)
         return ORBIT_ENOMEM;
-    return star_syncer_new(s->base, round_done, s, &s->syncer);
+    return star_syncer_new(s->base, "orbit-sync", round_done, s, &s->syncer);
 }
 
 static void

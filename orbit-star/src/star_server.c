@@ -1209,6 +1209,8 @@ setup(struct star *s, const struct star_config *cfg)
     if (rc == 0)
         rc = star_batch_init(s);
     if (rc == 0)
+        rc = star_lister_init(s);
+    if (rc == 0)
         rc = star_commit_init(s);
     if (rc < 0)
         return rc;
@@ -1277,6 +1279,8 @@ star_free(struct star *s)
     }
     if (s->listener)
         evconnlistener_free(s->listener);
+    if (s->lister)
+        star_lister_release(s);
     star_batch_release(s);
     star_partials_free(s);
     star_commit_release(s);

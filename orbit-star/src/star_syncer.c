@@ -1,8 +1,8 @@
 /*
- * The round's helper thread: runs one job at a time (a sync round's system
- * calls and index commit) while the loop goes on, then calls the job's
- * completion on the loop thread, woken through an eventfd. The loop may
- * also wait for the job, and then runs the completion itself: either way
+ * A helper thread: runs one job at a time (a sync round's system calls and
+ * index commit; or a LIST that hashes files) while the loop goes on, then calls
+ * the job's completion on the loop thread, woken through an eventfd. The loop
+ * may also wait for the job, and then runs the completion itself: either way
  * exactly once.
  */
 #include <errno.h>
@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@ struct star_syncer {
     bool posted;   /* a job was handed over, its completion not yet run */
     bool finished; /* the posted job has returned */
     bool quit;
+    char name[16];
 };
 
 /* Test seam: runs on the syncer thread before each job (a test holds a
@@ -44,7 +46,7 @@ static void *
 syncer_main(void *arg)
 {
     struct star_syncer *y = arg;
-    pthread_setname_np(pthread_self(), "orbit-sync");
+    pthread_setname_np(pthread_self(), y->name);
     pthread_mutex_lock(&y->mu);
     for (;;) {
         while (!y->quit && !(y->posted && !y->finished && y->job))
@@ -95,8 +97,8 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-star_syncer_new(struct event_base *base, void (*done)(void *arg), void *arg,
-                struct star_syncer **out)
+star_syncer_new(struct event_base *base, const char *name,
+                void (*done)(void *arg), void *arg, struct star_syncer **out)
 {
     *out = NULL;
     struct star_syncer *y = star_calloc(1, sizeof *y);
@@ -104,6 +106,7 @@ star_syncer_new(struct event_base *base, void (*done)(void *arg), void *arg,
         return ORBIT_ENOMEM;
     y->done = done;
     y->done_arg = arg;
+    snprintf(y->name, sizeof y->name, "%s", name); /* 15 bytes at most */
     y->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (y->efd < 0) {
         free(y);

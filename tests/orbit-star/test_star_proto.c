@@ -878,6 +878,28 @@ star_syncer_test_pause(void)
         usleep(syncer_pause_ms * 1000u);
 }
 
+/* A HEALTH sent now is answered first, within 500 ms, though an earlier
+ * request (what) is held. */
+static void
+health_first(int fd, uint32_t rid, uint8_t **buf, const char *what)
+{
+    struct wire_msg m, r;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HEALTH;
+    m.request_id = rid;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(tc_send(fd, &m), 0);
+    cr_assert_eq(tc_recv(fd, buf, &r), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
+              (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    cr_assert_eq(r.request_id, rid, "the %s of request %u came first",
+                 wire_type_name(r.type), r.request_id);
+    cr_assert_eq(r.type, WIRE_HEALTH_REPLY);
+    cr_assert_lt(ms, 500, "HEALTH took %ld ms behind %s", ms, what);
+}
+
 /* A round's syncs run beside the loop: while one is held in flight, a
  * HEALTH sent after the PUT is answered at once, before the PUT_OK, and
  * the PUT_OK still comes (durable and indexed) once the round completes. */
@@ -892,20 +914,7 @@ Test(star_data, the_loop_answers_while_a_round_syncs)
     syncer_pause_ms = 800;
     cr_assert_eq(tc_send(fd, &m), 0);
     usleep(150 * 1000); /* the round has started: its sync is held */
-    memset(&m, 0, sizeof m);
-    m.type = WIRE_HEALTH;
-    m.request_id = 21;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    cr_assert_eq(tc_send(fd, &m), 0);
-    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
-              (t1.tv_nsec - t0.tv_nsec) / 1000000;
-    cr_assert_eq(r.request_id, 21, "the %s of request %u came first",
-                 wire_type_name(r.type), r.request_id);
-    cr_assert_eq(r.type, WIRE_HEALTH_REPLY);
-    cr_assert_lt(ms, 500, "HEALTH took %ld ms behind a held round", ms);
+    health_first(fd, 21, &buf, "a held round");
     syncer_pause_ms = 0;
     cr_assert_eq(tc_recv(fd, &buf, &r), 0);
     cr_assert_eq(r.request_id, 20);
@@ -920,6 +929,82 @@ Test(star_data, the_loop_answers_while_a_round_syncs)
     h.u.have.ids = id;
     cr_assert_eq(tc_call(fd, &h, &r, &buf), WIRE_HAVE_REPLY);
     cr_assert_eq(r.u.have_reply.bitmap[0], 0, "the chunk is indexed");
+    free(buf);
+    close(fd);
+}
+
+static void
+send_digest_list(int fd, uint32_t rid)
+{
+    struct wire_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_LIST;
+    m.request_id = rid;
+    m.u.list.path = "";
+    m.u.list.cursor = "";
+    m.u.list.flags = WIRE_LIST_DIGESTS;
+    cr_assert_eq(tc_send(fd, &m), 0);
+}
+
+/* The one entry of a digest LIST reply: "f", with the digest want. */
+static void
+expect_listed(const struct wire_msg *r, uint32_t rid, const uint8_t want[32])
+{
+    cr_assert_eq(r->request_id, rid, "the %s of request %u came first",
+                 wire_type_name(r->type), r->request_id);
+    cr_assert_eq(r->type, WIRE_LIST_REPLY);
+    cr_assert_eq(r->u.list_reply.n, 1);
+    size_t pos = 0;
+    struct wire_list_entry e;
+    cr_assert_eq(wire_list_next(&r->u.list_reply, &pos, &e), 0);
+    cr_assert_str_eq(e.path, "f");
+    cr_assert(e.has_digest);
+    cr_assert_arr_eq(e.digest, want, 32);
+}
+
+/* A LIST that hashes files runs beside the loop: held, it does not hold
+ * up a HEALTH sent after it; LISTs queued behind it are answered in turn;
+ * a draining star answers the one in flight before it closes. */
+Test(star_data, the_loop_answers_while_a_list_hashes)
+{
+    enum { SIZE = 3 << 20 };
+    uint8_t *data = malloc(SIZE), want[32];
+    cr_assert_not_null(data);
+    ts_fill(data, SIZE, 47);
+    ts_sha(data, SIZE, want);
+    char p[512];
+    snprintf(p, sizeof p, "%s/f", T.root);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(data, 1, SIZE, f), SIZE);
+    cr_assert_eq(fclose(f), 0);
+    free(data);
+    int fd = tc_open(T.port);
+    struct wire_msg r;
+    uint8_t *buf = NULL;
+    syncer_pause_ms = 800;
+    send_digest_list(fd, 50);
+    usleep(150 * 1000); /* the LIST has started: it is held */
+    health_first(fd, 51, &buf, "a held LIST");
+    /* two more queue behind the held one */
+    send_digest_list(fd, 52);
+    send_digest_list(fd, 53);
+    syncer_pause_ms = 0;
+    for (uint32_t rid = 50; rid <= 53; rid += rid == 50 ? 2 : 1) {
+        cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+        expect_listed(&r, rid, want);
+    }
+    health_ok(fd);
+    /* draining with one held: answered, then the connection closes */
+    syncer_pause_ms = 400;
+    send_digest_list(fd, 54);
+    usleep(100 * 1000);
+    cr_assert_eq(star_drain(T.star), 0);
+    cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+    expect_listed(&r, 54, want);
+    cr_assert(tc_closed(fd));
+    syncer_pause_ms = 0;
+    cr_assert_eq(star_check(T.star), 0);
     free(buf);
     close(fd);
 }
