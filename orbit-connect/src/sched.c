@@ -42,6 +42,7 @@
 #define JOURNAL_FLUSH_MS 1000
 #define HEALTH_MS        5000  /* how often each star is asked HEALTH */
 #define DOWN_GIVE_UP_MS  20000 /* a lost star stops holding retries */
+#define QUICK_RETRIES    2     /* unpenalized attempts after missing chunks */
 
 struct sched {
     struct sched_config cfg;
@@ -304,6 +305,7 @@ file_reset_for_retry(struct sched_file *f, uint32_t mask)
 {
     f->dest_mask = mask;
     f->failed_mask = 0;
+    f->missing_mask = 0;
     f->commit_mask = 0;
     f->probing = 0; /* parked batches went with the last attempt */
     for (unsigned i = 0; i < SCHED_MAX_DESTS; i++) {
@@ -372,7 +374,15 @@ file_final(struct sched *s, struct sched_file *f)
 {
     uint32_t retry = 0;
     s->active--;
-    if (f->failed_mask) {
+    /* Every failure a star naming chunks it lacks (their index entries
+     * were stale, and are dropped now): the next attempt's HAVE finds them
+     * missing and sends them, so it starts at once, unpenalized, a few
+     * times per file before the usual backoff takes over. */
+    if (f->failed_mask && (f->failed_mask & ~f->missing_mask) == 0 &&
+        f->quick_retries < QUICK_RETRIES) {
+        f->quick_retries++;
+        retry = f->failed_mask;
+    } else if (f->failed_mask) {
         struct penalty_info info = {0};
         int prc = penalty_box_penalize(s->pb, f->rel, &info);
         for (unsigned d = 0; d < s->ndests; d++) {

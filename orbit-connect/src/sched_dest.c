@@ -170,8 +170,11 @@ reply_fail(struct sched_dest *d, struct sched_file *f, int status,
     /* The star's word on retrying wins: a chunk gone from under a COMMIT is
      * ENOENT (not retryable as a source error) but marked retryable, since
      * the next HAVE reports it missing. */
-    if (star_said && reply->u.error.retryable && !orbit_err_retryable(code))
+    if (star_said && reply->u.error.retryable && !orbit_err_retryable(code)) {
+        if (code == ORBIT_ENOENT && reply->u.error.item != WIRE_NO_ITEM)
+            f->missing_mask |= 1u << d->idx; /* chunks it lacks: no wait */
         code = ORBIT_EAGAIN;
+    }
     sched_file_fail(d->s, f, d->idx, code, msg);
     if (!star_said && status == ORBIT_ETIMEDOUT)
         reset_session(d);

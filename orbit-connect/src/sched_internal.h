@@ -36,6 +36,9 @@ struct sched_file {
     uint32_t probe_mask;        /* destinations listing a file of this size
                                    here: ask them to keep it by digest first */
     uint32_t probing;           /* destinations whose probe is unanswered */
+    uint32_t missing_mask;      /* destinations whose star named chunks it
+                                   lacks: sending them is the whole fix */
+    uint8_t quick_retries;      /* attempts made at once for those */
     struct sched_batch *parked; /* batches held for a probe's answer */
     uint64_t parked_bytes;
     int fail_err[SCHED_MAX_DESTS];

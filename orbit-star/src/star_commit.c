@@ -235,6 +235,7 @@ assemble_chunks(struct star *s, struct star_commit_item *it,
                 struct star_partial *p, int fd, bool trust)
 {
     const struct wire_commit *c = &it->c;
+    uint32_t missing = 0, first_missing = 0;
     for (uint32_t i = 0; i < c->n; i++) {
         struct wire_chunk_ref ref;
         wire_commit_chunk(c, i, &ref);
@@ -242,15 +243,29 @@ assemble_chunks(struct star *s, struct star_commit_item *it,
         if (p->offset + ref.raw_len > c->size)
             return fail(it, ORBIT_EPROTO, idx, "chunks exceed the file size");
         int rc = place_chunk(s, fd, c->path, &ref, p->offset, trust);
-        if (rc == ORBIT_ENOENT)
-            return fail(it, rc, idx,
-                        "chunk missing on the star; PUT it and commit again");
+        if (rc == ORBIT_ENOENT) {
+            /* Go on placing the rest: every other stale entry of this
+             * manifest is dropped from the index now (the index named a
+             * chunk whose bytes were gone, e.g. in an older version of a
+             * replaced file), so the next HAVE reports them all missing
+             * at once, not one per attempt. */
+            if (missing++ == 0)
+                first_missing = idx;
+            p->offset += ref.raw_len;
+            continue;
+        }
         if (rc < 0)
             return fail(it, rc, idx, "reading a chunk");
-        if (!EVP_DigestUpdate(p->md, s->scratch2, ref.raw_len))
+        if (missing == 0 && !EVP_DigestUpdate(p->md, s->scratch2, ref.raw_len))
             return fail(it, ORBIT_ECRYPTO, idx, "digest");
         p->offset += ref.raw_len;
     }
+    if (missing > 0)
+        return fail(it, ORBIT_ENOENT, first_missing,
+                    missing == 1
+                        ? "chunk missing on the star; PUT it and commit again"
+                        : "chunks missing on the star; PUT them and commit "
+                          "again");
     p->next_chunk += c->n;
     return 0;
 }

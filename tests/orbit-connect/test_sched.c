@@ -551,6 +551,62 @@ Test(sched, auto_compression_skips_a_star_on_this_host)
                  (unsigned long long)st[1].bytes_raw_sent);
 }
 
+/* 3 MB of seeded bytes, with 8 bytes changed every 150,000 when changed:
+ * about 20 of its 64 KiB chunks differ between the two versions. */
+static void
+write_versioned(const char *rel, bool changed)
+{
+    char p[512];
+    path_of(p, sizeof p, rel);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f, "%s", p);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < 3000000; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        bool mark = changed && i >= 50000 && (i - 50000) % 150000 < 8;
+        fputc(mark ? '!' : (int)(x & 0xff), f);
+    }
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* Copying a file back to its older version: the star's index still names
+ * the old version's chunks at offsets of the file that replaced it, so
+ * HAVE finds them and the COMMIT finds them gone. The star drops all of
+ * those entries at that first COMMIT, and the source sends them at once:
+ * one quick retry, no penalty wait (an hour here), no dead letter. */
+Test(sched, a_file_copied_back_to_an_older_version_resends_its_chunks)
+{
+    mkd("src");
+    char srcpath[512];
+    struct sched_dest_config dest;
+    struct star *star = tcp_star("dstar", 0, &dest);
+    const bool versions[] = {false, true, false};
+    struct sched_stats st;
+    struct timespec t0, t1;
+    for (int v = 0; v < 3; v++) {
+        write_versioned("src/big.bin", versions[v]);
+        struct sched_source src;
+        struct sched_config cfg;
+        one_dest_config(&cfg, &src, srcpath, sizeof srcpath, &dest);
+        cfg.retries = 1;
+        cfg.retry_initial_ms = cfg.retry_max_ms = 3600000;
+        struct sched *s = NULL;
+        cr_assert_eq(sched_new(&cfg, &s), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cr_assert_eq(sched_run(s), 0, "version %d", v);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        sched_get_stats(s, &st);
+        sched_free(s);
+        cr_assert_eq(st.files_failed, 0, "version %d: a dead letter", v);
+        cr_assert(same_file("src/big.bin", "dstar/big.bin"), "version %d", v);
+    }
+    star_free(star);
+    cr_assert_geq(st.retries, 1, "the stale chunks were not met");
+    cr_assert_lt(t1.tv_sec - t0.tv_sec, 20, "the retry waited its penalty");
+}
+
 /* A file planned for a probe that grew by 24 MiB before it was read: more
  * than the held-data limit would be parked waiting for an answer that only
  * the end of the read sends; it goes the usual way instead. */
