@@ -32,6 +32,7 @@ struct star_opts {
     uint32_t interval_ms; /* --control-interval */
     long health_s;        /* --health-interval, -1: default */
     long round_ms;        /* --round-interval, -1: default */
+    long ttl_h;           /* --staging-ttl, -1: default */
     enum star_placement placement;
     bool quiet;
 };
@@ -66,6 +67,11 @@ usage(FILE *f)
                "requests) the next starts\n"
                "                      this long after it (default 20, 0 .. "
                "1000)\n"
+               "  --staging-ttl HOURS  remove staging files of transfers "
+               "never committed once\n"
+               "                      nothing wrote to them for this long "
+               "(default 168,\n"
+               "                      0 .. 87600; 0: keep them)\n"
                "  --quiet             no log lines on stderr\n"
                "  --help, --version\n"
                "SIGTERM or SIGINT drains: no new work, in-flight requests "
@@ -91,7 +97,7 @@ parse(int argc, char **argv, struct star_opts *o)
 {
     o->listen = "127.0.0.1:7070";
     o->name = "orbit-star";
-    o->health_s = o->round_ms = -1;
+    o->health_s = o->round_ms = o->ttl_h = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -129,6 +135,12 @@ parse(int argc, char **argv, struct star_opts *o)
         }
         if (strcmp(a, "--round-interval") == 0 && v) {
             if ((o->round_ms = number_in(a, v, 0, 1000, "milliseconds")) < 0)
+                return EXIT_USAGE;
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--staging-ttl") == 0 && v) {
+            if ((o->ttl_h = number_in(a, v, 0, 87600, "hours")) < 0)
                 return EXIT_USAGE;
             i++;
             continue;
@@ -251,6 +263,8 @@ serve(const struct star_opts *o, const uint8_t *token, size_t token_len)
         cfg.health_interval_ms = (uint32_t)o->health_s * 1000u;
     if (o->round_ms >= 0)
         cfg.round_interval_us = (uint32_t)o->round_ms * 1000u;
+    if (o->ttl_h >= 0)
+        cfg.staging_ttl_s = (uint32_t)o->ttl_h * 3600u;
     cfg.on_state = on_state;
     cfg.on_state_arg = &r;
     int rc = star_new(&cfg, &r.star);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "orbit/error.h"
@@ -670,4 +671,41 @@ star_health_start(struct star *s)
     uint32_t ms = s->cfg.health_interval_ms;
     struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
     return event_add(s->health_timer, &tv) == 0 ? 0 : ORBIT_ENOMEM;
+}
+
+/* ---- abandoned staging files ---- */
+
+#define EXPIRE_EVERY_S 3600
+
+static void
+expire_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct star *s = arg;
+    int64_t cutoff = (int64_t)time(NULL) - (int64_t)s->cfg.staging_ttl_s;
+    uint64_t files = 0, bytes = 0;
+    int rc = star_store_expire_staging(s->store, cutoff, &files, &bytes);
+    s->stats.staging_expired += files;
+    if (files > 0)
+        star_log(s,
+                 "removed %llu staging file(s), %.1f MiB, untouched for %u "
+                 "h or more (transfers never committed)",
+                 (unsigned long long)files, (double)bytes / 1048576.0,
+                 s->cfg.staging_ttl_s / 3600);
+    if (rc < 0)
+        star_log(s, "removing abandoned staging files: %s", orbit_strerror(rc));
+}
+
+int
+star_expire_start(struct star *s)
+{
+    if (s->cfg.staging_ttl_s == 0)
+        return 0;
+    s->expire_timer = event_new(s->base, -1, EV_PERSIST, expire_tick, s);
+    if (!s->expire_timer)
+        return ORBIT_ENOMEM;
+    expire_tick(-1, 0, s); /* before the first client */
+    struct timeval tv = {EXPIRE_EVERY_S, 0};
+    return event_add(s->expire_timer, &tv) == 0 ? 0 : ORBIT_ENOMEM;
 }

@@ -141,6 +141,7 @@ struct star {
     uint16_t port;
     struct event *drain_timer;
     struct event *health_timer;
+    struct event *expire_timer; /* abandoned staging files removed */
     uint32_t last_advisories;
 
     enum star_state state; /* written on the loop thread under mu */
@@ -257,5 +258,7 @@ void star_handle_health(struct star_conn *c, const struct wire_msg *m);
 uint32_t star_health_sample(struct star *s, uint64_t *total, uint64_t *used);
 /* Arm the periodic health check (BULLETINs on advisory changes). */
 int star_health_start(struct star *s);
+/* Remove staging files untouched for staging_ttl_s now, then hourly. */
+int star_expire_start(struct star *s);
 
 #endif

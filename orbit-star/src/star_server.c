@@ -112,6 +112,7 @@ star_config_init(struct star_config *c)
     c->pack_max_bytes = (uint64_t)4 << 30;
     c->placement = STAR_PLACE_STAGING;
     c->verify_puts = true;
+    c->staging_ttl_s = 7u * 24 * 3600;
 }
 
 void
@@ -1221,7 +1222,8 @@ setup(struct star *s, const struct star_config *cfg)
     s->drain_timer = evtimer_new(s->base, drain_timeout_cb, s);
     if (!s->scratch || !s->scratch2 || !s->locs || !s->zdctx || !s->drain_timer)
         return ORBIT_ENOMEM;
-    return star_health_start(s);
+    rc = star_health_start(s);
+    return rc == 0 ? star_expire_start(s) : rc;
 }
 
 int
@@ -1288,6 +1290,8 @@ star_free(struct star *s)
         event_free(s->drain_timer);
     if (s->health_timer)
         event_free(s->health_timer);
+    if (s->expire_timer)
+        event_free(s->expire_timer);
     if (s->own_base)
         event_base_free(s->base);
     star_store_close(s->store);

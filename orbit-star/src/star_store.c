@@ -498,6 +498,52 @@ star_store_staging_dir(struct star_store *st)
     return st->stagingfd;
 }
 
+static bool
+name_cached(const struct star_store *st, const char *name)
+{
+    for (size_t i = 0; i < STAGE_CACHE; i++)
+        if (st->stage[i].fd >= 0 && strcmp(st->stage[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+int
+star_store_expire_staging(struct star_store *st, int64_t cutoff,
+                          uint64_t *files, uint64_t *bytes)
+{
+    *files = *bytes = 0;
+    int fd = dup(st->stagingfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int rc = errno_rc();
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    rewinddir(d);
+    int rc = 0;
+    struct dirent *e;
+    uint8_t h[32];
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        if (!staging_unhex(e->d_name, h) ||
+            fstatat(st->stagingfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(sb.st_mode) || sb.st_mtim.tv_sec >= cutoff ||
+            name_cached(st, e->d_name))
+            continue;
+        if (unlinkat(st->stagingfd, e->d_name, 0) != 0) {
+            if (errno != ENOENT)
+                rc = errno_rc();
+            continue;
+        }
+        stage_set_remove(&st->staged, h);
+        (*files)++;
+        *bytes += (uint64_t)sb.st_blocks * 512u;
+    }
+    closedir(d);
+    return rc;
+}
+
 /* Keep fd for the next sync plan; 0, or -1 when out of memory. */
 static int
 defer_sync(struct star_store *st, int fd)

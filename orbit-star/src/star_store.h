@@ -173,6 +173,13 @@ int star_store_staging_take(struct star_store *st, const char *path);
 /* The staging directory fd (borrowed) and the staging name of path (65
  * bytes with the NUL). */
 int star_store_staging_dir(struct star_store *st);
+
+/* Remove the staging files last written before cutoff (seconds since the
+ * epoch) that no cached fd holds: transfers abandoned before their COMMIT.
+ * Index entries naming their chunks stay until a read finds them stale.
+ * *files and *bytes count what was removed. */
+int star_store_expire_staging(struct star_store *st, int64_t cutoff,
+                              uint64_t *files, uint64_t *bytes);
 void star_store_staging_name(const char *path, char name[65]);
 /*
  * The store knows which staging files exist (it reads the directory at open

@@ -149,6 +149,9 @@ Test(cli_usage, orbit_star_command_line)
          "--health-interval", "soon");
     STAR(2, "1 to 3600 seconds", false, "--root", t->src, "--token-file", tok,
          "--control-interval", "0");
+    STAR(0, "--staging-ttl", true, "--help");
+    STAR(2, "0 to 87600 hours", false, "--root", t->src, "--token-file", tok,
+         "--staging-ttl", "-1");
     STAR(1, missing, false, "--root", missing, "--token-file", tok, "--listen",
          "127.0.0.1:0");
 }

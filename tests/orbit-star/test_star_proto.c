@@ -695,6 +695,77 @@ Test(star_data, list_with_digests_reads_every_file)
     close(fd);
 }
 
+/* The staging file a PUT with a hint for path writes to. */
+static void
+staging_path(const char *path, char *out, size_t cap)
+{
+    uint8_t h[32];
+    ts_sha(path, strlen(path), h);
+    int n = snprintf(out, cap, "%s/.orbit/staging/", T.root);
+    for (int i = 0; i < 32; i++)
+        n += snprintf(out + n, cap - (size_t)n, "%02x", h[i]);
+}
+
+/* Staging files of transfers never committed go once nothing has written
+ * to them for staging_ttl_s (checked at start, then hourly); recent ones
+ * stay. A COMMIT naming the removed chunks then gets ENOENT, retryable,
+ * and HAVE reports them missing. */
+Test(star_data, abandoned_staging_files_expire)
+{
+    uint8_t a[4000], b[4000];
+    ts_fill(a, sizeof a, 51);
+    ts_fill(b, sizeof b, 52);
+    int fd = tc_open(T.port);
+    tc_put(fd, 1, a, sizeof a, "old/abandoned.bin", 0);
+    tc_put(fd, 2, b, sizeof b, "recent.bin", 0);
+    close(fd);
+    star_free(T.star);
+    T.star = NULL;
+    char old[600], recent[600];
+    staging_path("old/abandoned.bin", old, sizeof old);
+    staging_path("recent.bin", recent, sizeof recent);
+    cr_assert_eq(access(old, F_OK), 0, "%s", old);
+    cr_assert_eq(access(recent, F_OK), 0, "%s", recent);
+    struct timespec eight_days_ago[2] = {
+        {.tv_sec = time(NULL) - 8 * 24 * 3600},
+        {.tv_sec = time(NULL) - 8 * 24 * 3600}};
+    cr_assert_eq(utimensat(AT_FDCWD, old, eight_days_ago, 0), 0);
+
+    struct star_config cfg;
+    ts_config(&cfg, T.root);
+    cfg.staging_ttl_s = 0; /* kept */
+    ts_start_cfg(&T, &cfg);
+    cr_assert_eq(access(old, F_OK), 0, "staging_ttl_s 0 keeps it");
+    star_free(T.star);
+    ts_config(&cfg, T.root); /* the default: 7 days */
+    ts_start_cfg(&T, &cfg);
+    cr_assert_neq(access(old, F_OK), 0, "the abandoned staging file stayed");
+    cr_assert_eq(access(recent, F_OK), 0, "a recent one went too");
+    struct star_stats st;
+    star_get_stats(T.star, &st);
+    cr_assert_eq(st.staging_expired, 1);
+
+    fd = tc_open(T.port);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    const size_t cut[] = {sizeof a};
+    struct tc_file f = {"old/abandoned.bin", a, sizeof a, cut, 1, 0, 0};
+    struct wire_chunk_ref ref;
+    tc_commit_msg(&m, 3, &f, &ref);
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_ERROR);
+    cr_assert_eq(r.u.error.code, ORBIT_ENOENT, "%s", r.u.error.message);
+    cr_assert(r.u.error.retryable);
+    memset(&m, 0, sizeof m);
+    m.type = WIRE_HAVE;
+    m.request_id = 4;
+    m.u.have.n = 1;
+    m.u.have.ids = ref.id;
+    cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_HAVE_REPLY);
+    cr_assert_eq(r.u.have_reply.bitmap[0], 0x01, "the chunk is missing");
+    free(buf);
+    close(fd);
+}
+
 Test(star_data, delete_files_and_directories)
 {
     char p[1024];

@@ -94,6 +94,11 @@ struct star_config {
      * small requests, and it packs its replies to clients that offer them
      * too); default 0: WIRE_PACK_LEVEL; < 0: PACKED frames are refused. */
     int pack_level;
+    /* default 7 days: a staging file nothing wrote to for this long (a
+     * transfer abandoned before its COMMIT) is removed, when the star
+     * starts and then hourly; its chunks are sent again if ever needed.
+     * 0: staging files are kept until committed. */
+    uint32_t staging_ttl_s;
     bool quiet; /* no stderr lines (tests) */
     star_state_cb on_state;
     void *on_state_arg;
@@ -120,6 +125,7 @@ struct star_stats {
     uint64_t reads_paused;       /* a client's replies were piling up */
     uint64_t packed_in;          /* PACKED frames received and unpacked */
     uint64_t packed_out;         /* PACKED frames of replies sent */
+    uint64_t staging_expired;    /* abandoned staging files removed */
     /* Where the loop thread's time went, in microseconds (the star logs
      * them when it stops): PUTs taken (decompressed, verified, written),
      * the rounds' syncs of that data and their LMDB index commits; COMMIT
