@@ -751,10 +751,11 @@ listed_unchanged(struct sched *s, struct sched_dest *d, struct sched_file *f)
     char path[WIRE_MAX_PATH + 1];
     if (sched_dest_path(d, f->rel, path) != 0)
         return false;
-    struct sched_listed *e = sched_dest_listed(d, path);
-    if (!e)
+    struct sched_listed le;
+    if (!sched_dest_listed(d, path, &le))
         return false;
-    e->seen = true;
+    const struct sched_listed *e = &le;
+    sched_listing_mark_seen(d->listing, e->idx);
     if (e->ftype != f->ftype) {
         f->replace_mask |= 1u << d->idx;
         return false;
@@ -932,8 +933,9 @@ ancestor_unseen(struct sched_dest *d, const char *path)
     char *slash;
     while ((slash = strrchr(buf, '/')) != NULL) {
         *slash = '\0';
-        struct sched_listed *e = sched_dest_listed(d, buf);
-        if (e && !e->seen)
+        struct sched_listed e;
+        if (sched_dest_listed(d, buf, &e) &&
+            !sched_listing_seen(d->listing, e.idx))
             return true;
     }
     return false;
@@ -994,26 +996,27 @@ static void
 start_deletes(struct sched *s)
 {
     s->deleting = true;
-    for (unsigned i = 0; i < s->ndests; i++) {
-        struct sched_dest *d = &s->dests[i];
-        for (size_t b = 0; d->listed && b < d->nbuckets; b++) {
-            for (struct sched_listed *e = d->listed[b]; e; e = e->next) {
-                if (e->seen || ancestor_unseen(d, e->path) ||
-                    delete_protected(s, d, e))
-                    continue;
-                if (s->cfg.on_file) {
-                    struct sched_file_event ev = {
-                        .outcome = SCHED_FILE_DELETED,
-                        .path = e->path,
-                        .dest = d->cfg->name,
-                    };
-                    s->cfg.on_file(s->cfg.arg, &ev);
-                }
-                if (s->cfg.dry_run || !d->client)
-                    continue;
-                if (sched_dest_delete(d, e->path) == 0)
-                    s->deletes_pending++;
+    for (unsigned di = 0; di < s->ndests; di++) {
+        struct sched_dest *d = &s->dests[di];
+        size_t n = d->listing ? sched_listing_count(d->listing) : 0;
+        for (size_t i = 0; i < n; i++) {
+            struct sched_listed e;
+            sched_listing_get(d->listing, i, &e);
+            if (sched_listing_seen(d->listing, i) ||
+                ancestor_unseen(d, e.path) || delete_protected(s, d, &e))
+                continue;
+            if (s->cfg.on_file) {
+                struct sched_file_event ev = {
+                    .outcome = SCHED_FILE_DELETED,
+                    .path = e.path,
+                    .dest = d->cfg->name,
+                };
+                s->cfg.on_file(s->cfg.arg, &ev);
             }
+            if (s->cfg.dry_run || !d->client)
+                continue;
+            if (sched_dest_delete(d, e.path) == 0)
+                s->deletes_pending++;
         }
     }
 }

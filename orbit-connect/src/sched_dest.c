@@ -688,50 +688,22 @@ commit_frames(struct sched_dest *d, struct sched_file *f)
 /* ---- LIST (sync) and DELETE
  * ---------------------------------------------------- */
 
-static size_t
-path_hash(const char *p)
+bool
+sched_dest_listed(struct sched_dest *d, const char *p, struct sched_listed *out)
 {
-    size_t h = 1469598103934665603ULL;
-    for (; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    return h;
-}
-
-struct sched_listed *
-sched_dest_listed(struct sched_dest *d, const char *p)
-{
-    if (!d->listed)
-        return NULL;
-    struct sched_listed *e = d->listed[path_hash(p) % d->nbuckets];
-    for (; e; e = e->next)
-        if (strcmp(e->path, p) == 0)
-            return e;
-    return NULL;
+    return sched_listing_find(d->listing, p, out);
 }
 
 static int
-listed_add(struct sched_dest *d, const struct wire_list_entry *w)
+listing_done(struct sched_dest *d)
 {
-    if (!d->listed) {
-        d->nbuckets = 65536;
-        d->listed = calloc(d->nbuckets, sizeof *d->listed);
-        if (!d->listed)
-            return ORBIT_ENOMEM;
+    d->listing_done = true;
+    if (!d->listing) {
+        int rc = sched_listing_new(&d->listing);
+        if (rc != 0)
+            return rc;
     }
-    struct sched_listed *e = calloc(1, sizeof *e);
-    if (!e || !(e->path = strndup(w->path, w->path_len))) {
-        free(e);
-        return ORBIT_ENOMEM;
-    }
-    e->size = w->size;
-    e->mtime_sec = w->mtime_sec;
-    e->mtime_nsec = w->mtime_nsec;
-    e->ftype = w->ftype;
-    size_t h = path_hash(e->path) % d->nbuckets;
-    e->next = d->listed[h];
-    d->listed[h] = e;
-    d->nlisted++;
-    return 0;
+    return sched_listing_seal(d->listing);
 }
 
 static void
@@ -740,31 +712,30 @@ on_list(void *arg, int status, const struct wire_msg *reply)
     struct sched_dest *d = arg;
     if (status == ORBIT_ENOENT && d->cursor[0] == '\0') {
         /* PATH is not at the star yet: a first sync lists nothing. */
-        d->listing_done = true;
-        sched_dest_listed_done(d->s, d, 0);
+        sched_dest_listed_done(d->s, d, listing_done(d));
         return;
     }
     if (status != 0) {
         sched_dest_listed_done(d->s, d, status);
         return;
     }
+    int rc = d->listing ? 0 : sched_listing_new(&d->listing);
     const struct wire_list_reply *r = &reply->u.list_reply;
     size_t pos = 0;
     struct wire_list_entry e;
-    while (wire_list_next(r, &pos, &e) == 0) {
-        if (listed_add(d, &e) != 0) {
-            sched_dest_listed_done(d->s, d, ORBIT_ENOMEM);
-            return;
-        }
+    while (rc == 0 && wire_list_next(r, &pos, &e) == 0)
+        rc = sched_listing_add(d->listing, &e);
+    if (rc != 0) {
+        sched_dest_listed_done(d->s, d, rc);
+        return;
     }
     if (r->next_cursor_len == 0 || r->next_cursor_len > WIRE_MAX_PATH) {
-        d->listing_done = true;
-        sched_dest_listed_done(d->s, d, 0);
+        sched_dest_listed_done(d->s, d, listing_done(d));
         return;
     }
     memcpy(d->cursor, r->next_cursor, r->next_cursor_len);
     d->cursor[r->next_cursor_len] = '\0';
-    int rc = sched_dest_list(d);
+    rc = sched_dest_list(d);
     if (rc != 0)
         sched_dest_listed_done(d->s, d, rc);
 }
@@ -1059,17 +1030,6 @@ sched_dest_close(struct sched_dest *d)
     sched_refq_release(&d->haveq);
     sched_refq_release(&d->putq);
     inflight_release(d);
-    if (d->listed) {
-        for (size_t i = 0; i < d->nbuckets; i++) {
-            struct sched_listed *e = d->listed[i];
-            while (e) {
-                struct sched_listed *n = e->next;
-                free(e->path);
-                free(e);
-                e = n;
-            }
-        }
-        free(d->listed);
-        d->listed = NULL;
-    }
+    sched_listing_free(d->listing);
+    d->listing = NULL;
 }

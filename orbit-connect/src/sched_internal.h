@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sched_listing.h"
 #include "orbit/sched.h"
 #include "orbit/wire.h"
 
@@ -166,17 +167,6 @@ struct sched_refq {
     size_t head, len, cap;
 };
 
-/* An entry of a destination's listing (sync). */
-struct sched_listed {
-    char *path;
-    uint64_t size;
-    int64_t mtime_sec;
-    uint32_t mtime_nsec;
-    uint8_t ftype;
-    bool seen;
-    struct sched_listed *next;
-};
-
 struct sched_dest {
     struct sched *s;
     unsigned idx;
@@ -210,9 +200,7 @@ struct sched_dest {
     size_t commitq_head, commitq_len;
     int fatal; /* could not connect at all */
     /* listing for sync */
-    struct sched_listed **listed;
-    size_t nbuckets;
-    size_t nlisted;
+    struct sched_listing *listing;
     bool listing_done;
     char cursor[WIRE_MAX_PATH + 1];
 };
@@ -236,7 +224,9 @@ int sched_dest_commit(struct sched_dest *d, struct sched_file *f);
  * sched_probe_answered(). */
 int sched_dest_probe(struct sched_dest *d, struct sched_file *f);
 int sched_dest_list(struct sched_dest *d);
-struct sched_listed *sched_dest_listed(struct sched_dest *d, const char *p);
+/* The entry at p in d's listing, if any. */
+bool sched_dest_listed(struct sched_dest *d, const char *p,
+                       struct sched_listed *out);
 int sched_dest_delete(struct sched_dest *d, const char *path);
 int sched_dest_replace(struct sched_dest *d, struct sched_file *f);
 /* The destination-side path of rel (the prefix applied); buf of

@@ -45,18 +45,6 @@ struct lister {
     int rc;
 };
 
-/* Order paths component by component: '/' sorts before every byte. */
-static int
-path_cmp(const char *a, const char *b)
-{
-    for (;; a++, b++) {
-        unsigned ca = *a == '/' ? 1u : (unsigned char)*a;
-        unsigned cb = *b == '/' ? 1u : (unsigned char)*b;
-        if (ca != cb || ca == 0)
-            return (int)ca - (int)cb;
-    }
-}
-
 static bool
 is_ancestor(const char *dir, const char *path)
 {
@@ -192,7 +180,7 @@ visit(struct lister *l, int dirfd, const char *prefix, const char *name,
     if (n < 0 || (size_t)n >= sizeof path)
         return;
     /* Before the cursor: skip, unless the cursor lies below (or is) it. */
-    int cmp = l->cursor[0] ? path_cmp(path, l->cursor) : 1;
+    int cmp = l->cursor[0] ? wire_path_cmp(path, l->cursor) : 1;
     if (cmp < 0 && !is_ancestor(path, l->cursor))
         return;
     struct stat st;

@@ -270,3 +270,14 @@ wire_path_mkdirs_beneath(int rootfd, const char *rel_dir)
         close(dir);
     return rc;
 }
+
+int
+wire_path_cmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        unsigned ca = *a == '/' ? 1u : (unsigned char)*a;
+        unsigned cb = *b == '/' ? 1u : (unsigned char)*b;
+        if (ca != cb || ca == 0)
+            return (int)ca - (int)cb;
+    }
+}

@@ -53,4 +53,8 @@ int wire_path_open_nosymlinks(int rootfd, const char *rel, int flags,
  * "" is the root itself and succeeds. */
 int wire_path_mkdirs_beneath(int rootfd, const char *rel_dir);
 
+/* Order paths component by component ('/' sorts before every other byte):
+ * the order LIST pages a subtree in. <0, 0 or >0 as strcmp. */
+int wire_path_cmp(const char *a, const char *b);
+
 #endif
