@@ -1,11 +1,13 @@
 /*
  * star_control.c - the star's heartbeat to a control plane: a timer on the
  * star's loop builds the star's figures into a JSON object and POSTs it to
- * /api/stars with libevent's asynchronous HTTP client.
+ * /api/stars with libevent's asynchronous HTTP client (and its resolver:
+ * nothing blocks the loop).
  */
 #include "orbit/star_control.h"
 
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -26,6 +28,8 @@ struct star_control {
     struct star *star;
     struct event_base *base;
     struct evhttp_connection *conn;
+    struct evdns_base *dns; /* the control host's name, resolved without
+                               blocking the star's loop */
     struct event *timer;
     char host[CONTROL_HOST_MAX];
     char path[CONTROL_PATH_MAX];
@@ -182,7 +186,11 @@ control_setup(struct star_control *c, const struct star_control_config *cfg,
             return ORBIT_ENOMEM;
         snprintf(c->auth, n, "Bearer %s", cfg->token);
     }
-    c->conn = evhttp_connection_base_new(c->base, NULL, c->host, port);
+    /* Without a resolver libevent would look the name up with a blocking
+     * getaddrinfo() on the star's loop at each (re)connection. */
+    c->dns = evdns_base_new(c->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    c->conn = evhttp_connection_base_new(c->base, c->dns, c->host, port);
     if (!c->conn)
         return ORBIT_ENOMEM;
     int secs = (int)(c->interval_ms / 1000);
@@ -249,6 +257,8 @@ star_control_free(struct star_control *c)
         event_free(c->timer);
     if (c->conn)
         evhttp_connection_free(c->conn);
+    if (c->dns)
+        evdns_base_free(c->dns, 0);
     free(c->auth);
     free(c);
 }
