@@ -195,6 +195,9 @@ Test(cli_control, a_canceled_job_stays_canceled_after_a_restart)
 
 /* ---- stars ---- */
 
+/* The host name stars are given for the control plane. */
+static const char *control_host = "127.0.0.1";
+
 /* Start `orbit-star --control` on a free port, beneath root (NULL: a
  * fresh directory of the workspace). */
 static void
@@ -209,7 +212,7 @@ star_spawn(struct e2e_proc *p, const char *name, const char *root,
     e2e_path(t, tok, "star.token");
     e2e_write_bytes(tok, E2E_TOKEN "\n", strlen(E2E_TOKEN) + 1);
     chmod(tok, 0600);
-    snprintf(url, sizeof url, "http://127.0.0.1:%u", api_port);
+    snprintf(url, sizeof url, "http://%s:%u", control_host, api_port);
     const char *argv[] = {
         E2E_STAR, "--root",    root,          "--token-file",
         tok,      "--listen",  "127.0.0.1:0", "--name",
@@ -238,6 +241,25 @@ Test(cli_control, a_star_registers_is_lost_and_comes_back)
     free(WAIT_FOR(port, "/api/stars", 4000, "\"state\":\"scheduled\""));
     free(WAIT_FOR(port, "/api/bulletins?category=star_back", 1000, "back"));
 
+    kill(star.pid, SIGTERM);
+    e2e_wait(&star, 30);
+    cr_assert_eq(star.code, 0, "%s", star.err);
+    e2e_proc_free(&star);
+    serve_stop(&serve);
+}
+
+/* A control plane named by host name: the star resolves it (with evdns,
+ * off its loop) and registers. */
+Test(cli_control, a_star_finds_its_control_plane_by_name)
+{
+    uint16_t port = e2e_free_port();
+    struct e2e_proc serve, star;
+    serve_start(&serve, port);
+    control_host = "localhost";
+    star_spawn(&star, "named", NULL, port);
+    control_host = "127.0.0.1";
+    free(WAIT_FOR(port, "/api/stars", 5000, "\"name\":\"named\"",
+                  "\"state\":\"scheduled\""));
     kill(star.pid, SIGTERM);
     e2e_wait(&star, 30);
     cr_assert_eq(star.code, 0, "%s", star.err);
