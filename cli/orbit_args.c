@@ -36,6 +36,9 @@ static const char usage_text[] =
     "      --bwlimit RATE     bytes per second, with K/M/G suffixes\n"
     "  -j, --jobs N           reader/hasher threads (default 2)\n"
     "      --retries N        attempts before a dead letter (default 5)\n"
+    "      --reconnect-wait SECONDS  how long files wait for a lost star\n"
+    "                         to come back before their retries run\n"
+    "                         (default 20, 0 .. 86400)\n"
     "      --chunk-size SIZE  average chunk size, power of two (64K;\n"
     "                         files under 1 MiB use an eighth of it)\n"
     "      --prioritize LIST  order of files, e.g. smallest,oldest\n"
@@ -153,6 +156,7 @@ enum {
     OPT_COMPRESS,
     OPT_BWLIMIT,
     OPT_RETRIES,
+    OPT_RECONNECT_WAIT,
     OPT_CHUNK,
     OPT_TOKEN,
     OPT_STATE,
@@ -174,6 +178,7 @@ static const struct option long_opts[] = {
     {"bwlimit", required_argument, NULL, OPT_BWLIMIT},
     {"jobs", required_argument, NULL, 'j'},
     {"retries", required_argument, NULL, OPT_RETRIES},
+    {"reconnect-wait", required_argument, NULL, OPT_RECONNECT_WAIT},
     {"chunk-size", required_argument, NULL, OPT_CHUNK},
     {"prioritize", required_argument, NULL, OPT_PRIO},
     {"token-file", required_argument, NULL, OPT_TOKEN},
@@ -242,6 +247,11 @@ apply_opt(int c, const char *arg, struct cli_opts *o)
     case OPT_RETRIES:
         o->retries_arg = arg;
         return parse_uint(arg, 0, 100, &o->retries) ? bad("--retries", arg) : 0;
+    case OPT_RECONNECT_WAIT:
+        o->reconnect_wait_arg = arg;
+        return parse_uint(arg, 0, 86400, &o->reconnect_wait)
+                   ? bad("--reconnect-wait", arg)
+                   : 0;
     case OPT_CHUNK:
         o->chunk_arg = arg;
         if (cli_parse_size(arg, &sz) != 0 || sz < 1024 ||
@@ -297,6 +307,7 @@ cli_parse_args(int argc, char **argv, struct cli_opts *o)
     o->compress_level = -1;
     o->jobs = 2;
     o->retries = 5;
+    o->reconnect_wait = 20;
     o->chunk_avg = 64 * 1024;
     opterr = 0;
     optind = 1;

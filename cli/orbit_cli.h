@@ -42,6 +42,7 @@ struct cli_opts {
     uint64_t bwlimit;   /* bytes per second, 0 = unlimited */
     unsigned jobs;
     unsigned retries;
+    unsigned reconnect_wait; /* seconds */
     uint32_t chunk_avg;
     const char *token_file;
     const char *state_dir;
@@ -51,6 +52,7 @@ struct cli_opts {
     const char *via; /* --via http://HOST:PORT: submit to `orbit serve` */
     /* the option texts as given, passed on by --via */
     const char *compress_arg, *bwlimit_arg, *retries_arg, *jobs_arg, *chunk_arg;
+    const char *reconnect_wait_arg;
     /* `orbit dlq retry`: only these relative paths */
     const char *const *only_paths;
     size_t nonly_paths;

@@ -120,6 +120,7 @@ options_to_args(json_t *opts, struct argv_buf *a)
         {"compress", "--compress"},
         {"bwlimit", "--bwlimit"},
         {"retries", "--retries"},
+        {"reconnect_wait", "--reconnect-wait"},
         {"jobs", "--jobs"},
         {"chunk_size", "--chunk-size"},
         {"token_file", "--token-file"},

@@ -627,6 +627,7 @@ cli_cmd_transfer(const struct cli_opts *o_in)
     cfg.bwlimit = o.bwlimit;
     cfg.jobs = o.jobs;
     cfg.retries = o.retries;
+    cfg.reconnect_wait_ms = o.reconnect_wait * 1000u;
     cfg.journal = j;
     cfg.only_paths = o_in->only_paths;
     cfg.nonly_paths = o_in->nonly_paths;

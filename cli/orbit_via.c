@@ -135,9 +135,13 @@ job_body(const struct cli_opts *o, size_t nsrc)
     if (o->token_file)
         json_object_set_new(opts, "token_file", abs_path(o->token_file));
     const char *const texts[][2] = {
-        {"compress", o->compress_arg}, {"bwlimit", o->bwlimit_arg},
-        {"retries", o->retries_arg},   {"jobs", o->jobs_arg},
-        {"chunk_size", o->chunk_arg},  {"prioritize", o->prioritize},
+        {"compress", o->compress_arg},
+        {"bwlimit", o->bwlimit_arg},
+        {"retries", o->retries_arg},
+        {"jobs", o->jobs_arg},
+        {"chunk_size", o->chunk_arg},
+        {"prioritize", o->prioritize},
+        {"reconnect_wait", o->reconnect_wait_arg},
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         if (texts[i][1])

@@ -40,9 +40,8 @@
 #define HELD_LIMIT       ((size_t)16 << 20)
 #define RECONNECT_MS     1000
 #define JOURNAL_FLUSH_MS 1000
-#define HEALTH_MS        5000  /* how often each star is asked HEALTH */
-#define DOWN_GIVE_UP_MS  20000 /* a lost star stops holding retries */
-#define QUICK_RETRIES    2     /* unpenalized attempts after missing chunks */
+#define HEALTH_MS        5000 /* how often each star is asked HEALTH */
+#define QUICK_RETRIES    2    /* unpenalized attempts after missing chunks */
 
 struct sched {
     struct sched_config cfg;
@@ -114,6 +113,7 @@ sched_config_init(struct sched_config *cfg)
     cfg->compress_level = -1;
     cfg->jobs = 2;
     cfg->retries = 5;
+    cfg->reconnect_wait_ms = 20000;
 }
 
 /* The job cannot go on: remember why (the first reason wins) and stop. */
@@ -890,7 +890,7 @@ pump_walk(struct sched *s)
 
 /* Every destination f waits for is reconnecting, and not for long: hold
  * the file instead of spending its retries on a star that is coming back.
- * After DOWN_GIVE_UP_MS the retries run (and end in dead letters). */
+ * After reconnect_wait_ms the retries run (and end in dead letters). */
 static bool
 dests_coming_back(const struct sched *s, const struct sched_file *f,
                   uint64_t now)
@@ -900,7 +900,7 @@ dests_coming_back(const struct sched *s, const struct sched_file *f,
         if (!(f->dest_mask & (1u << d)))
             continue;
         if (!sched_dest_down(dd) || dd->down_since_ms == 0 ||
-            now - dd->down_since_ms >= DOWN_GIVE_UP_MS)
+            now - dd->down_since_ms >= s->cfg.reconnect_wait_ms)
             return false;
     }
     return true;

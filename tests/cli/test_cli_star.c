@@ -206,6 +206,50 @@ Test(cli_star, unreachable_star_exits_one_promptly)
     e2e_proc_free(&p);
 }
 
+/* A star SIGKILLed mid-copy that never comes back: with --reconnect-wait 1
+ * the file waits for it one second, spends its retry, and ends as a dead
+ * letter naming the star (exit 3) in seconds, not after the default 20;
+ * the small file finished before the cut stays done. */
+Test(cli_star, a_lost_star_is_waited_for_reconnect_wait_seconds)
+{
+    e2e_put(t->src, "small.txt", 5000, 1, 0644);
+    e2e_put(t->src, "big.bin", 10u << 20, 2, 0644);
+    struct e2e_star star = {0};
+    e2e_star_start(t, &star, 0);
+    char url[128];
+    star_url(url, sizeof url, star.port, "d");
+    const char *argv[] = {"orbit",
+                          "copy",
+                          "--bwlimit",
+                          "1M",
+                          "--reconnect-wait",
+                          "1",
+                          "--retries",
+                          "1",
+                          "--token-file",
+                          star.token_file,
+                          t->src_slash,
+                          url,
+                          NULL};
+    struct e2e_proc p;
+    e2e_spawn(t, &p, argv);
+    e2e_nap_ms(1500); /* the 10 MB file is on its way at 1 MB/s */
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    e2e_star_kill(&star);
+    e2e_wait(&p, 60);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    cr_assert_eq(p.code, 3, "exit %d\nstdout:\n%s\nstderr:\n%s", p.code, p.out,
+                 p.err);
+    struct e2e_report r = e2e_report(p.out);
+    cr_assert(r.found, "%s", p.out);
+    cr_expect_eq(r.files_dead, 1, "%s", p.out);
+    cr_expect_not_null(strstr(p.out, "big.bin"), "%s", p.out);
+    cr_expect_lt(b.tv_sec - a.tv_sec, 15, "took %ld s after the star died",
+                 (long)(b.tv_sec - a.tv_sec));
+    e2e_proc_free(&p);
+}
+
 Test(cli_star, sync_delete_over_the_network)
 {
     struct e2e_tree tree;

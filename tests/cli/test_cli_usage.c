@@ -54,6 +54,7 @@ Test(cli_usage, bad_usage_exits_two_and_says_why)
     RUN(2, "--chunk-size", "copy", "--chunk-size", "3000", s, d);
     RUN(2, "--compress", "copy", "--compress", "lz4", s, d);
     RUN(2, "--bwlimit", "copy", "--bwlimit", "10X", s, d);
+    RUN(2, "--reconnect-wait", "copy", "--reconnect-wait", "86401", s, d);
     RUN(2, "--retries", "copy", s, d, "--retries");
     RUN(2, "--delete", "copy", "--delete", s, d);
     RUN(2, "usage", "verify", s);

@@ -129,7 +129,11 @@ struct sched_config {
     unsigned retries;          /* max penalties before a dead letter */
     uint64_t retry_initial_ms; /* 0: 1000 */
     uint64_t retry_max_ms;     /* 0: 60000 */
-    struct journal *journal;   /* NULL: no resume, no persisted dead letters */
+    /* How long the files waiting on a lost star are held for it before
+     * their retries run (and end in dead letters if it never comes back);
+     * default 20000, 0: not held. */
+    uint32_t reconnect_wait_ms;
+    struct journal *journal; /* NULL: no resume, no persisted dead letters */
     /* Only these relative paths (a dead-letter retry), when non-NULL. */
     const char *const *only_paths;
     size_t nonly_paths;
