@@ -44,7 +44,9 @@ Test(cli_serve, a_submitted_copy_runs_and_reports)
     char via[64];
     snprintf(via, sizeof via, "http://127.0.0.1:%u", port);
     struct e2e_proc p;
-    int code = E2E_ORBIT_RUN(t, &p, "copy", "--via", via, t->src_slash, t->dst);
+    /* tuning options travel with the job (an unknown one is refused) */
+    int code = E2E_ORBIT_RUN(t, &p, "copy", "--via", via, "--reconnect-wait",
+                             "5", "--retries", "2", t->src_slash, t->dst);
     cr_assert_eq(code, 0, "exit %d\n%s\n%s", code, p.out, p.err);
     char id[17];
     submitted_id(p.out, id);
