@@ -752,7 +752,7 @@ listed_unchanged(struct sched *s, struct sched_dest *d, struct sched_file *f)
     if (sched_dest_path(d, f->rel, path) != 0)
         return false;
     struct sched_listed le;
-    if (!sched_dest_listed(d, path, &le))
+    if (!sched_listing_find(d->listing, path, &le))
         return false;
     const struct sched_listed *e = &le;
     sched_listing_mark_seen(d->listing, e->idx);
@@ -934,7 +934,7 @@ ancestor_unseen(struct sched_dest *d, const char *path)
     while ((slash = strrchr(buf, '/')) != NULL) {
         *slash = '\0';
         struct sched_listed e;
-        if (sched_dest_listed(d, buf, &e) &&
+        if (sched_listing_find(d->listing, buf, &e) &&
             !sched_listing_seen(d->listing, e.idx))
             return true;
     }

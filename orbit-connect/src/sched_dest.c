@@ -688,12 +688,6 @@ commit_frames(struct sched_dest *d, struct sched_file *f)
 /* ---- LIST (sync) and DELETE
  * ---------------------------------------------------- */
 
-bool
-sched_dest_listed(struct sched_dest *d, const char *p, struct sched_listed *out)
-{
-    return sched_listing_find(d->listing, p, out);
-}
-
 static int
 listing_done(struct sched_dest *d)
 {

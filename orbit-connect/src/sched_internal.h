@@ -224,9 +224,6 @@ int sched_dest_commit(struct sched_dest *d, struct sched_file *f);
  * sched_probe_answered(). */
 int sched_dest_probe(struct sched_dest *d, struct sched_file *f);
 int sched_dest_list(struct sched_dest *d);
-/* The entry at p in d's listing, if any. */
-bool sched_dest_listed(struct sched_dest *d, const char *p,
-                       struct sched_listed *out);
 int sched_dest_delete(struct sched_dest *d, const char *path);
 int sched_dest_replace(struct sched_dest *d, struct sched_file *f);
 /* The destination-side path of rel (the prefix applied); buf of

@@ -30,6 +30,9 @@
 /* With WIRE_LIST_DIGESTS a page ends after the file that takes the bytes
  * hashed for it past this, so the LISTs queued behind it wait briefly. */
 #define LIST_HASH_BUDGET ((uint64_t)64 << 20)
+/* Digest LISTs queued at once (each holds a directory fd); more are
+ * refused with EAGAIN, retryable. */
+#define LIST_JOBS_MAX 64
 
 struct lister {
     bool digests; /* WIRE_LIST_DIGESTS */
@@ -291,20 +294,26 @@ list_job_free(struct star_list_job *j)
     free_entries(&j->l);
     if (j->fd >= 0)
         close(j->fd);
-    free(j->l.buf);
     free(j->path);
     free(j->cursor);
     free(j);
 }
 
-/* On the lister thread: touches only the job, ROOT's files and the stop
- * flag. */
+/* On the lister thread: touches only the job, ROOT's files, the star's
+ * list buffer (one job runs at a time) and the stop flag. A queued job
+ * holds its strings and fd only; its entries exist while it runs. */
 static void
 list_job_run(void *arg)
 {
     struct star_list_job *j = arg;
     int fd = j->fd;
     j->fd = -1;
+    j->l.entries = star_calloc(j->l.max, sizeof *j->l.entries);
+    if (!j->l.entries) {
+        close(fd);
+        j->l.rc = ORBIT_ENOMEM;
+        return;
+    }
     walk(&j->l, fd, j->path, j->path[0] ? 1 : 0);
 }
 
@@ -336,6 +345,7 @@ list_job_done(void *arg)
         reply_listing(j->conn, j->rid, &j->l, j->path);
     star_conn_done(j->conn);
     list_job_free(j);
+    s->nlist_jobs--;
     if (s->list_jobs && !s->list_stop)
         start_head(s);
 }
@@ -343,6 +353,9 @@ list_job_done(void *arg)
 int
 star_lister_init(struct star *s)
 {
+    s->list_buf = star_malloc(WIRE_MAX_CHUNK);
+    if (!s->list_buf)
+        return ORBIT_ENOMEM;
     return star_syncer_new(s->base, "orbit-list", list_job_done, s, &s->lister);
 }
 
@@ -359,6 +372,9 @@ star_lister_release(struct star *s)
         list_job_free(j);
     }
     s->list_jobs_tail = NULL;
+    s->nlist_jobs = 0;
+    free(s->list_buf);
+    s->list_buf = NULL;
 }
 
 /* Queue a digest LIST of the directory fd (taken); started at once when
@@ -368,6 +384,10 @@ queue_list_job(struct star_conn *c, uint32_t rid, int fd,
                const struct wire_list *q, uint32_t max)
 {
     struct star *s = c->star;
+    if (s->nlist_jobs >= LIST_JOBS_MAX) {
+        close(fd);
+        return ORBIT_EAGAIN;
+    }
     struct star_list_job *j = star_calloc(1, sizeof *j);
     if (!j) {
         close(fd);
@@ -380,13 +400,13 @@ queue_list_job(struct star_conn *c, uint32_t rid, int fd,
     j->l.digests = true;
     j->l.stop = &s->list_stop;
     j->l.max = max;
-    j->l.buf = star_malloc(WIRE_MAX_CHUNK);
-    j->l.entries = star_calloc(max, sizeof *j->l.entries);
-    if (!j->path || !j->cursor || !j->l.buf || !j->l.entries) {
+    j->l.buf = s->list_buf;
+    if (!j->path || !j->cursor) {
         list_job_free(j);
         return ORBIT_ENOMEM;
     }
     j->l.cursor = j->cursor;
+    s->nlist_jobs++;
     j->conn = c;
     c->refs++;
     c->pending++;
@@ -424,6 +444,13 @@ star_handle_list(struct star_conn *c, const struct wire_msg *m)
     else if (rc == 0 && !(l.entries = star_calloc(l.max, sizeof *l.entries))) {
         close(fd);
         rc = ORBIT_ENOMEM;
+    }
+    if (rc == ORBIT_EAGAIN) {
+        star_send_error(c, m->request_id, rc, WIRE_NO_ITEM,
+                        "LIST %s: %d listings with digests already queued; "
+                        "retry later",
+                        q->path, LIST_JOBS_MAX);
+        return;
     }
     if (rc < 0) {
         star_send_error(c, m->request_id, rc, WIRE_NO_ITEM, "LIST %s: %s",
@@ -648,17 +675,23 @@ health_tick(evutil_socket_t fd, short what, void *arg)
             star_send(c, &b);
 }
 
+/* cb(s) every ms milliseconds on the star's loop, through *ev. */
+static int
+every(struct star *s, struct event **ev, uint64_t ms, event_callback_fn cb)
+{
+    *ev = event_new(s->base, -1, EV_PERSIST, cb, s);
+    if (!*ev)
+        return ORBIT_ENOMEM;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return event_add(*ev, &tv) == 0 ? 0 : ORBIT_ENOMEM;
+}
+
 int
 star_health_start(struct star *s)
 {
     if (s->cfg.health_interval_ms == 0)
         return 0;
-    s->health_timer = event_new(s->base, -1, EV_PERSIST, health_tick, s);
-    if (!s->health_timer)
-        return ORBIT_ENOMEM;
-    uint32_t ms = s->cfg.health_interval_ms;
-    struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
-    return event_add(s->health_timer, &tv) == 0 ? 0 : ORBIT_ENOMEM;
+    return every(s, &s->health_timer, s->cfg.health_interval_ms, health_tick);
 }
 
 /* ---- abandoned staging files ---- */
@@ -677,10 +710,10 @@ expire_tick(evutil_socket_t fd, short what, void *arg)
     s->stats.staging_expired += files;
     if (files > 0)
         star_log(s,
-                 "removed %llu staging file(s), %.1f MiB, untouched for %u "
+                 "removed %llu staging file(s), %.1f MiB, untouched for %.1f "
                  "h or more (transfers never committed)",
                  (unsigned long long)files, (double)bytes / 1048576.0,
-                 s->cfg.staging_ttl_s / 3600);
+                 s->cfg.staging_ttl_s / 3600.0);
     if (rc < 0)
         star_log(s, "removing abandoned staging files: %s", orbit_strerror(rc));
 }
@@ -690,10 +723,6 @@ star_expire_start(struct star *s)
 {
     if (s->cfg.staging_ttl_s == 0)
         return 0;
-    s->expire_timer = event_new(s->base, -1, EV_PERSIST, expire_tick, s);
-    if (!s->expire_timer)
-        return ORBIT_ENOMEM;
     expire_tick(-1, 0, s); /* before the first client */
-    struct timeval tv = {EXPIRE_EVERY_S, 0};
-    return event_add(s->expire_timer, &tv) == 0 ? 0 : ORBIT_ENOMEM;
+    return every(s, &s->expire_timer, EXPIRE_EVERY_S * 1000u, expire_tick);
 }

@@ -168,6 +168,8 @@ struct star {
      * their own, the others queued in arrival order */
     struct star_syncer *lister;
     struct star_list_job *list_jobs, *list_jobs_tail; /* head: running */
+    size_t nlist_jobs;
+    uint8_t *list_buf;       /* WIRE_MAX_CHUNK: the running job's reads */
     _Atomic bool list_stop;  /* the star is going: jobs end early */
     struct parent_dir *dirs; /* commit_group_max: directories to fsync */
     struct star_partial *partials;

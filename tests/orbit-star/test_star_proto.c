@@ -1080,6 +1080,36 @@ Test(star_data, the_loop_answers_while_a_list_hashes)
     close(fd);
 }
 
+/* Digest LISTs wait in a bounded queue: with one held and 63 queued, the
+ * next ones are refused at once (EAGAIN, retryable) and the 64 are then
+ * answered in order. */
+Test(star_data, digest_lists_queue_at_most_64)
+{
+    int fd = tc_open(T.port);
+    struct wire_msg r;
+    uint8_t *buf = NULL;
+    syncer_pause_ms = 800;
+    for (uint32_t rid = 100; rid < 166; rid++)
+        send_digest_list(fd, rid);
+    for (uint32_t rid = 164; rid < 166; rid++) {
+        cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+        cr_assert_eq(r.request_id, rid, "the %s of request %u came first",
+                     wire_type_name(r.type), r.request_id);
+        cr_assert_eq(r.type, WIRE_ERROR);
+        cr_assert_eq(r.u.error.code, ORBIT_EAGAIN);
+        cr_assert(r.u.error.retryable);
+    }
+    syncer_pause_ms = 0;
+    for (uint32_t rid = 100; rid < 164; rid++) {
+        cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+        cr_assert_eq(r.request_id, rid);
+        cr_assert_eq(r.type, WIRE_LIST_REPLY);
+    }
+    health_ok(fd);
+    free(buf);
+    close(fd);
+}
+
 /* Draining with a round held in flight: the PUT is still answered (its
  * chunk durable and indexed) before the star closes the connection. */
 Test(star_data, a_round_in_flight_completes_before_the_star_stops)
