@@ -1,9 +1,10 @@
 /*
  * HAVE, PUT and the sync round. PUTs are written as they arrive but
- * acknowledged only after the round that makes them durable: one fdatasync
- * per file touched (or one syncfs), one LMDB commit for all their index
- * entries. Those run on the syncer thread while the loop takes the next
- * round's requests; one round is in flight at a time. COMMITs queue behind
+ * acknowledged only after the round that makes them durable: their index
+ * entries appended to the fresh index's log (star_fresh.h), then one
+ * fdatasync per file touched (or one syncfs, covering the log too). Those
+ * run on the syncer thread while the loop takes the next round's
+ * requests; one round is in flight at a time. COMMITs queue behind
  * the PUTs of the same round, so a manifest pipelined after its chunks finds
  * them durable.
  */
@@ -370,7 +371,8 @@ star_handle_commit(struct star_conn *c, const struct wire_msg *m)
 /* ---- the sync round ----
  *
  * A round in flight alternates between the syncer thread and the loop:
- *   syncer: PUT data synced (one syncfs, or an fdatasync each), indexed
+ *   syncer: PUT locations logged, PUT data and log synced (one syncfs, or
+ *           an fdatasync each), the locations published to lookups
  *   loop:   PUT_OKs; the COMMIT group assembled
  *   syncer: the assembled files synced
  *   loop:   renamed into place
@@ -386,12 +388,17 @@ round_job(void *arg)
     uint64_t t0 = star_now_us();
     switch (r->step) {
     case ROUND_PUTS: {
-        r->rc = star_sync_plan_run(&r->plan);
+        r->rc = r->plan.rc;
+        if (r->rc == 0)
+            r->rc = star_store_index_log(s->store, r->ids, r->locs, r->k);
         uint64_t t1 = star_now_us();
         if (r->rc == 0)
-            r->rc = star_store_index(s->store, r->ids, r->locs, r->k);
-        r->us_sync = t1 - t0;
-        r->us_index = star_now_us() - t1;
+            r->rc = star_sync_plan_run(&r->plan);
+        uint64_t t2 = star_now_us();
+        if (r->rc == 0)
+            r->rc = star_store_index_publish(s->store, r->ids, r->locs, r->k);
+        r->us_sync = t2 - t1;
+        r->us_index = (t1 - t0) + (star_now_us() - t2);
         break;
     }
     case ROUND_FILES:

@@ -19,6 +19,7 @@
 #include "orbit/wire_path.h"
 #include "star_store.h"
 #include "star_alloc.h"
+#include "star_fresh.h"
 #include "star_stageset.h"
 
 #define STAGE_CACHE 64
@@ -43,6 +44,8 @@ struct star_store {
     int lockfd;
     int stagingfd;
     struct starmap *sm;
+    struct star_fresh *fresh; /* FILE locations not yet merged into sm */
+    bool log_on_staging_fs;   /* a syncfs of staging covers its log */
     struct pak_pool *pool;
     struct starmap_batch *batch;
     struct starmap_batch *index_batch; /* star_store_index()'s own */
@@ -129,6 +132,12 @@ open_starmap(struct star_store *st, const char *root, uint64_t pack_max)
         rc = starmap_batch_new(&st->index_batch);
     if (rc == 0)
         rc = starmap_batch_new(&st->files);
+    if (rc == 0)
+        rc = star_fresh_open(st->orbitfd, st->sm, &st->fresh);
+    struct stat a, b;
+    st->log_on_staging_fs =
+        rc == 0 && fstat(star_fresh_fd(st->fresh), &a) == 0 &&
+        fstat(st->stagingfd, &b) == 0 && a.st_dev == b.st_dev;
     return rc;
 }
 
@@ -155,7 +164,7 @@ star_store_open(int rootfd, const char *root, uint64_t pack_max,
     if (rc == 0)
         load_staged(st);
     if (rc == 0)
-        rc = open_starmap(st, root, pack_max);
+        rc = open_starmap(st, root, pack_max); /* after staging: its log */
     if (rc == 0 && fsync(st->orbitfd) != 0)
         rc = errno_rc();
     if (rc < 0) {
@@ -183,6 +192,7 @@ star_store_close(struct star_store *st)
     stage_set_free(&st->staged);
     starmap_batch_free(st->batch);
     starmap_batch_free(st->index_batch);
+    star_fresh_close(st->fresh);
     starmap_close(st->sm);
     if (st->pool)
         pak_pool_sync(st->pool);
@@ -234,14 +244,22 @@ star_store_have(struct star_store *st, const uint8_t *ids, uint32_t n,
     if (n == 0)
         return 0;
     struct chunk_id *cids = star_calloc(n, sizeof *cids);
-    bool *have = star_calloc(n, sizeof *have);
+    bool *have = star_calloc(2 * (size_t)n, sizeof *have);
     int rc = cids && have ? 0 : ORBIT_ENOMEM;
+    /* The fresh table first: an entry merged meanwhile is in LMDB by the
+     * time its read transaction starts. */
+    uint32_t k = 0;
     if (rc == 0) {
-        memcpy(cids, ids, (size_t)n * WIRE_ID_LEN);
-        rc = starmap_have(st->sm, cids, n, have);
+        star_fresh_have(st->fresh, ids, n, have);
+        for (uint32_t i = 0; i < n; i++)
+            if (!have[i])
+                memcpy(cids[k++].b, ids + (size_t)i * WIRE_ID_LEN, WIRE_ID_LEN);
     }
-    for (uint32_t i = 0; rc == 0 && i < n; i++)
-        if (!have[i])
+    bool *had = have + n; /* LMDB's answers for the k asked */
+    if (rc == 0 && k > 0)
+        rc = starmap_have(st->sm, cids, k, had);
+    for (uint32_t i = 0, j = 0; rc == 0 && i < n; i++)
+        if (!have[i] && !had[j++])
             wire_bitmap_set(missing, i);
     free(cids);
     free(have);
@@ -258,26 +276,49 @@ star_store_has(struct star_store *st, const uint8_t id[WIRE_ID_LEN], bool *out)
     return rc;
 }
 
-int
-star_store_lookup(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-                  struct star_loc *locs, size_t *n)
+static bool
+same_loc(const struct star_loc *a, const struct star_loc *b)
 {
+    return a->kind == b->kind && a->offset == b->offset &&
+           (a->kind == STAR_LOC_PACK ? a->pack == b->pack
+                                     : strcmp(a->path, b->path) == 0);
+}
+
+/* The fresh table's locations of id first (*nfresh of them), then LMDB's
+ * (those not already listed). */
+static int
+lookup_split(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
+             struct star_loc *locs, size_t *n, size_t *nfresh)
+{
+    *nfresh = *n = star_fresh_lookup(st->fresh, id, locs, STAR_MAX_LOCS);
     struct chunk_id cid;
     to_cid(id, &cid);
     struct starmap_entry *e = star_malloc(sizeof *e);
     if (!e)
         return ORBIT_ENOMEM;
     int rc = starmap_lookup(st->sm, &cid, e);
-    *n = 0;
-    for (size_t i = 0; rc == 0 && i < e->nlocs && i < STAR_MAX_LOCS; i++)
-        from_smloc(&e->locs[i], &locs[(*n)++]);
+    for (size_t i = 0; rc == 0 && i < e->nlocs && *n < STAR_MAX_LOCS; i++) {
+        from_smloc(&e->locs[i], &locs[*n]);
+        bool dup = false;
+        for (size_t j = 0; j < *nfresh && !dup; j++)
+            dup = same_loc(&locs[j], &locs[*n]);
+        *n += !dup;
+    }
     free(e);
-    return rc;
+    return rc == ORBIT_ENOENT && *n > 0 ? 0 : rc;
 }
 
 int
-star_store_index(struct star_store *st, const uint8_t *const *ids,
-                 const struct star_loc *const *locs, size_t n)
+star_store_lookup(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
+                  struct star_loc *locs, size_t *n)
+{
+    size_t nfresh;
+    return lookup_split(st, id, locs, n, &nfresh);
+}
+
+int
+star_store_index_log(struct star_store *st, const uint8_t *const *ids,
+                     const struct star_loc *const *locs, size_t n)
 {
     if (n == 0)
         return 0;
@@ -286,16 +327,37 @@ star_store_index(struct star_store *st, const uint8_t *const *ids,
     struct starmap_loc sl;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
+        if (locs[i]->kind != STAR_LOC_PACK)
+            continue;
         struct chunk_id cid;
         to_cid(ids[i], &cid);
-        rc = to_smloc(locs[i], &sl);
-        if (rc == 0)
-            rc = starmap_batch_add_loc(b, &cid, &sl);
+        to_smloc(locs[i], &sl);
+        rc = starmap_batch_add_loc(b, &cid, &sl);
     }
-    if (rc == 0)
+    if (rc == 0 && starmap_batch_len(b) > 0)
         rc = starmap_batch_commit(st->sm, b, NULL);
     starmap_batch_clear(b);
+    if (rc == 0)
+        rc = star_fresh_append(st->fresh, ids, locs, n);
     return rc;
+}
+
+int
+star_store_index_publish(struct star_store *st, const uint8_t *const *ids,
+                         const struct star_loc *const *locs, size_t n)
+{
+    int rc = star_fresh_publish(st->fresh, ids, locs, n);
+    /* A failed merge is not these chunks' failure: they are durable in the
+     * log; the merge is tried again later. */
+    if (rc == 0 && star_fresh_due(st->fresh))
+        star_fresh_merge(st->fresh);
+    return rc;
+}
+
+size_t
+star_store_fresh_entries(struct star_store *st)
+{
+    return star_fresh_count(st->fresh);
 }
 
 /* ---- file records ---- */
@@ -768,7 +830,7 @@ void
 star_store_sync_plan(struct star_store *st, struct star_sync_plan *p)
 {
     memset(p, 0, sizeof *p);
-    p->fsfd = p->dirfd = -1;
+    p->fsfd = p->dirfd = p->logfd = -1;
     if (st->pool_dirty) {
         p->rc = pak_pool_sync(st->pool);
         st->pool_dirty = p->rc < 0;
@@ -808,6 +870,8 @@ star_store_sync_plan(struct star_store *st, struct star_sync_plan *p)
         }
     }
     st->put_syncs += p->nfds;
+    if (!many || !st->log_on_staging_fs)
+        p->logfd = star_fresh_fd(st->fresh);
     if (!many && st->staging_dir_dirty) {
         p->dirfd = st->stagingfd;
         st->put_syncs++;
@@ -825,6 +889,8 @@ star_sync_plan_run(struct star_sync_plan *p)
         if (fdatasync(p->fds[i]) != 0)
             rc = orbit_err_from_errno(errno);
     if (rc == 0 && p->dirfd >= 0 && fsync(p->dirfd) != 0)
+        rc = orbit_err_from_errno(errno);
+    if (rc == 0 && p->logfd >= 0 && fdatasync(p->logfd) != 0)
         rc = orbit_err_from_errno(errno);
     return rc;
 }
@@ -901,11 +967,18 @@ is_stale(int rc)
            rc == ORBIT_EFORMAT;
 }
 
-/* Drop the stale locations of id (the entry when none is left). */
+/* Drop the stale locations of id, the first nfresh from the fresh table,
+ * the others from LMDB (the entry when none of its own is left). */
 static void
 drop_stale(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
-           const struct star_loc *locs, const bool *stale, size_t n)
+           const struct star_loc *locs, const bool *stale, size_t n,
+           size_t nfresh)
 {
+    for (size_t i = 0; i < nfresh; i++)
+        if (stale[i])
+            star_fresh_drop(st->fresh, id, &locs[i]);
+    if (n == nfresh)
+        return;
     struct chunk_id cid;
     to_cid(id, &cid);
     struct starmap_loc *sl = star_malloc(sizeof *sl);
@@ -913,11 +986,11 @@ drop_stale(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
         return;
     size_t dropped = 0;
     starmap_batch_clear(st->batch);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = nfresh; i < n; i++)
         if (stale[i] && to_smloc(&locs[i], sl) == 0 &&
             starmap_batch_drop_loc(st->batch, &cid, sl) == 0)
             dropped++;
-    if (dropped == n)
+    if (dropped == n - nfresh)
         starmap_batch_forget(st->batch, &cid);
     if (dropped > 0)
         starmap_batch_commit(st->sm, st->batch, NULL);
@@ -932,9 +1005,9 @@ star_store_read(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
     struct star_loc *locs = star_malloc(STAR_MAX_LOCS * sizeof *locs);
     if (!locs)
         return ORBIT_ENOMEM;
-    size_t n = 0;
+    size_t n = 0, nfresh = 0;
     bool stale[STAR_MAX_LOCS] = {false};
-    int rc = star_store_lookup(st, id, locs, &n);
+    int rc = lookup_split(st, id, locs, &n, &nfresh);
     int hard = 0;
     bool ok = false;
     for (size_t i = 0; rc == 0 && i < n && !ok; i++) {
@@ -948,7 +1021,7 @@ star_store_read(struct star_store *st, const uint8_t id[WIRE_ID_LEN],
             hard = r;
     }
     if (rc == 0 && n > 0)
-        drop_stale(st, id, locs, stale, n);
+        drop_stale(st, id, locs, stale, n, nfresh);
     free(locs);
     if (rc < 0)
         return rc;

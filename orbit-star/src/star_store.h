@@ -16,12 +16,14 @@
  * Writes are two-phase: star_store_put_*() write the bytes (not yet
  * durable) and fill a location; a sync plan makes every written byte
  * durable (one fdatasync per file touched and the directory of files
- * created, or one syncfs for many); star_store_index() records locations
- * in one LMDB transaction.
+ * created, or one syncfs for many); star_store_index_log() records their
+ * locations before that sync (container locations in one LMDB
+ * transaction, file locations in the fresh index's log, star_fresh.h) and
+ * star_store_index_publish() makes them visible after it.
  * Private to orbit-star; used from the star's loop thread, except
- * star_sync_plan_run() and star_store_index(), which the round's sync
+ * star_sync_plan_run() and star_store_index_*(), which the round's sync
  * thread runs while the loop goes on taking PUTs (the index has a batch of
- * its own, and core-starmap is thread-safe).
+ * its own, core-starmap and the fresh table are thread-safe).
  */
 #ifndef ORBIT_STAR_STORE_H
 #define ORBIT_STAR_STORE_H
@@ -106,7 +108,8 @@ struct star_sync_plan {
     int fsfd; /* >= 0: syncfs it (not owned) */
     int *fds; /* fdatasync each (owned) */
     size_t nfds;
-    int dirfd; /* >= 0: fsync it last (not owned) */
+    int dirfd; /* >= 0: fsync it (not owned) */
+    int logfd; /* >= 0: the fresh index's log, fdatasync it (not owned) */
 };
 void star_store_sync_plan(struct star_store *st, struct star_sync_plan *p);
 int star_sync_plan_run(struct star_sync_plan *p);
@@ -116,9 +119,15 @@ void star_sync_plan_free(struct star_sync_plan *p);
  * containers excluded). */
 uint64_t star_store_put_syncs(const struct star_store *st);
 
-/* Record n (id, location) pairs in one durable transaction. */
-int star_store_index(struct star_store *st, const uint8_t *const *ids,
-                     const struct star_loc *const *locs, size_t n);
+/* Record n (id, location) pairs: before the sync plan runs, log (the
+ * plan's run makes the log durable); after it, publish (visible to
+ * lookups from then on; merges the fresh index into LMDB when due). */
+int star_store_index_log(struct star_store *st, const uint8_t *const *ids,
+                         const struct star_loc *const *locs, size_t n);
+int star_store_index_publish(struct star_store *st, const uint8_t *const *ids,
+                             const struct star_loc *const *locs, size_t n);
+/* Entries in the fresh index, not yet merged into LMDB. */
+size_t star_store_fresh_entries(struct star_store *st);
 
 /*
  * After the durable commit of path (its chunk refs, WIRE_ID_LEN + u32
