@@ -60,6 +60,27 @@ struct star_fresh {
     uint64_t merges;
 };
 
+/* ---- memory ----
+ * The table, its paths and a merge's sorted copy are mapped and unmapped
+ * whole: from malloc, memory freed by the syncer thread after a merge
+ * stayed in its arena (glibc raises its mmap threshold to the size of a
+ * freed block), and the star's RSS grew by the table's peak for good. */
+
+static void *
+big_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p; /* zeroed */
+}
+
+static void
+big_free(void *p, size_t size)
+{
+    if (p)
+        munmap(p, size);
+}
+
 /* ---- the table (callers hold mu) ---- */
 
 static size_t
@@ -79,16 +100,15 @@ same(const struct star_fresh *f, const struct slot *s, const uint8_t *id,
            strcmp(f->paths + s->path, path) == 0;
 }
 
-/* Rehash the live slots into a table at most a quarter full. */
+/* Rehash the live slots into a table at most half full (it grows at three
+ * quarters). */
 static int
 rehash(struct star_fresh *f)
 {
     size_t cap = TABLE_MIN;
-    while ((f->live + 1) * 4 > cap)
+    while ((f->live + 1) * 2 > cap)
         cap *= 2;
-    if (cap < f->cap)
-        cap = f->cap;
-    struct slot *ns = star_calloc(cap, sizeof *ns);
+    struct slot *ns = big_alloc(cap * sizeof *ns);
     if (!ns)
         return ORBIT_ENOMEM;
     for (size_t i = 0; i < f->cap; i++) {
@@ -102,7 +122,7 @@ rehash(struct star_fresh *f)
             j = (j + 1) & (cap - 1);
         ns[j] = *s;
     }
-    free(f->slots);
+    big_free(f->slots, f->cap * sizeof *f->slots);
     f->slots = ns;
     f->cap = cap;
     f->dead = 0;
@@ -124,8 +144,9 @@ intern(struct star_fresh *f, const char *path, uint32_t *out)
         size_t cap = f->pcap ? f->pcap : 65536;
         while (f->plen + n > cap)
             cap *= 2;
-        char *p = star_realloc(f->paths, cap);
-        if (!p)
+        char *p = f->paths ? mremap(f->paths, f->pcap, cap, MREMAP_MAYMOVE)
+                           : big_alloc(cap);
+        if (!p || p == MAP_FAILED)
             return ORBIT_ENOMEM;
         f->paths = p;
         f->pcap = cap;
@@ -140,7 +161,7 @@ static int
 table_put(struct star_fresh *f, const uint8_t *id, uint64_t offset,
           uint32_t length, const char *path)
 {
-    if ((f->live + f->dead + 1) * 2 > f->cap) {
+    if ((f->live + f->dead + 1) * 4 > f->cap * 3) {
         int rc = rehash(f);
         if (rc < 0)
             return rc;
@@ -165,8 +186,8 @@ table_put(struct star_fresh *f, const uint8_t *id, uint64_t offset,
 static void
 table_reset(struct star_fresh *f)
 {
-    free(f->slots);
-    free(f->paths);
+    big_free(f->slots, f->cap * sizeof *f->slots);
+    big_free(f->paths, f->pcap);
     f->slots = NULL;
     f->paths = NULL;
     f->cap = f->live = f->dead = 0;
@@ -427,8 +448,8 @@ int
 star_fresh_merge(struct star_fresh *f)
 {
     pthread_mutex_lock(&f->mu);
-    size_t n = 0;
-    struct slot *v = f->live ? star_malloc(f->live * sizeof *v) : NULL;
+    size_t n = 0, vsize = f->live * sizeof(struct slot);
+    struct slot *v = f->live ? big_alloc(vsize) : NULL;
     for (size_t i = 0; v && i < f->cap; i++)
         if (f->slots[i].path != SLOT_EMPTY && f->slots[i].path != SLOT_DEAD)
             v[n++] = f->slots[i];
@@ -440,7 +461,7 @@ star_fresh_merge(struct star_fresh *f)
         qsort(v, n, sizeof *v, slot_cmp);
         rc = merge_sorted(f, v, n);
     }
-    free(v);
+    big_free(v, vsize);
     if (rc < 0) {
         f->merge_err = rc;
         f->retry_at = live + FRESH_MERGE_ENTRIES / 8;

@@ -38,8 +38,9 @@
 /* A merge is due from this many entries, or this many bytes of paths. */
 #define FRESH_MERGE_ENTRIES 32768
 #define FRESH_MERGE_PATHS   ((size_t)4 << 20)
-/* Entries per LMDB transaction of a merge (each durable on its own). */
-#define FRESH_MERGE_TXN 4096
+/* Entries per LMDB transaction of a merge (each durable on its own; LMDB
+ * keeps the most pages a transaction dirtied allocated). */
+#define FRESH_MERGE_TXN 2048
 
 struct starmap;
 struct star_fresh;
