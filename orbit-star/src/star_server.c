@@ -1033,15 +1033,20 @@ check_drained(struct star *s)
              (unsigned long long)s->stats.commits_in_place,
              (unsigned long long)s->stats.commits_trusted);
     const struct star_stats *t = &s->stats;
+    uint64_t fresh = 0, merges = 0;
+    if (s->store)
+        star_store_fresh_stats(s->store, &fresh, &merges);
     if (t->rounds > 0)
         star_log(s,
                  "time in %llu round(s): PUTs %.1f s (verify, store), their "
-                 "syncs %.1f s, index %.1f s; COMMITs %.1f s (assemble, "
-                 "verify), syncs %.1f s, renames %.1f s, records %.1f s",
+                 "syncs %.1f s, index %.1f s (%llu merge(s)); COMMITs %.1f s "
+                 "(assemble, verify), syncs %.1f s, renames %.1f s, records "
+                 "%.1f s",
                  (unsigned long long)t->rounds, (double)t->us_put / 1e6,
                  (double)t->us_put_sync / 1e6, (double)t->us_index / 1e6,
-                 (double)t->us_assemble / 1e6, (double)t->us_commit_sync / 1e6,
-                 (double)t->us_rename / 1e6, (double)t->us_record / 1e6);
+                 (unsigned long long)merges, (double)t->us_assemble / 1e6,
+                 (double)t->us_commit_sync / 1e6, (double)t->us_rename / 1e6,
+                 (double)t->us_record / 1e6);
     set_state(s, STAR_SHUTDOWN);
 }
 
@@ -1110,6 +1115,8 @@ do_stats(struct star *s, void *arg)
     struct star_stats *out = arg;
     *out = s->stats;
     out->put_syncs = s->store ? star_store_put_syncs(s->store) : 0;
+    if (s->store)
+        star_store_fresh_stats(s->store, &out->index_fresh, &out->index_merges);
     out->connections = s->nconns;
     return 0;
 }

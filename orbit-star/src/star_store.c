@@ -354,10 +354,12 @@ star_store_index_publish(struct star_store *st, const uint8_t *const *ids,
     return rc;
 }
 
-size_t
-star_store_fresh_entries(struct star_store *st)
+void
+star_store_fresh_stats(struct star_store *st, uint64_t *entries,
+                       uint64_t *merges)
 {
-    return star_fresh_count(st->fresh);
+    *entries = star_fresh_count(st->fresh);
+    *merges = star_fresh_merges(st->fresh);
 }
 
 /* ---- file records ---- */

@@ -126,8 +126,9 @@ int star_store_index_log(struct star_store *st, const uint8_t *const *ids,
                          const struct star_loc *const *locs, size_t n);
 int star_store_index_publish(struct star_store *st, const uint8_t *const *ids,
                              const struct star_loc *const *locs, size_t n);
-/* Entries in the fresh index, not yet merged into LMDB. */
-size_t star_store_fresh_entries(struct star_store *st);
+/* Entries in the fresh index (not yet merged into LMDB); its merges. */
+void star_store_fresh_stats(struct star_store *st, uint64_t *entries,
+                            uint64_t *merges);
 
 /*
  * After the durable commit of path (its chunk refs, WIRE_ID_LEN + u32

@@ -126,6 +126,9 @@ struct star_stats {
     uint64_t packed_in;          /* PACKED frames received and unpacked */
     uint64_t packed_out;         /* PACKED frames of replies sent */
     uint64_t staging_expired;    /* abandoned staging files removed */
+    uint64_t index_fresh;        /* chunk locations in the fresh index (its log
+                                    and table), not yet merged into LMDB */
+    uint64_t index_merges;       /* merges of the fresh index into LMDB */
     /* Where the loop thread's time went, in microseconds (the star logs
      * them when it stops): PUTs taken (decompressed, verified, written),
      * the rounds' syncs of that data and their LMDB index commits; COMMIT
