@@ -157,6 +157,14 @@ intern(struct star_fresh *f, const char *path, uint32_t *out)
     return 0;
 }
 
+/* The locations this index holds: in a file (a path the star accepted,
+ * never empty). */
+static bool
+held_here(const struct star_loc *l)
+{
+    return l->kind == STAR_LOC_FILE && l->path[0] != 0;
+}
+
 static int
 table_put(struct star_fresh *f, const uint8_t *id, uint64_t offset,
           uint32_t length, const char *path)
@@ -263,6 +271,7 @@ replay(struct star_fresh *f, bool *ours)
                 break;
             at += n;
         }
+        f->end = at;
     }
     free(path);
     munmap(map, (size_t)sb.st_size);
@@ -301,8 +310,14 @@ star_fresh_open(int dirfd, struct starmap *sm, struct star_fresh **out)
                    0600);
     bool ours = false;
     int rc = f->fd >= 0 ? replay(f, &ours) : errno_rc();
-    if (rc == 0 && f->live > 0)
-        rc = star_fresh_merge(f);
+    if (rc == 0 && f->live > 0 && star_fresh_merge(f) < 0) {
+        /* No merge now (a full disk?): the table serves the replayed
+         * entries, the log keeps them (what follows the last valid record
+         * is cut before the next append), and a later merge takes them. */
+        f->end_dirty = true;
+        *out = f;
+        return 0;
+    }
     if (rc == 0)
         rc = log_reset(f, ours);
     if (rc < 0) {
@@ -346,7 +361,7 @@ star_fresh_append(struct star_fresh *f, const uint8_t *const *ids,
         return f->merge_err ? f->merge_err : ORBIT_EFULL;
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
-        if (locs[i]->kind == STAR_LOC_FILE)
+        if (held_here(locs[i]))
             bytes += REC_HDR + strlen(locs[i]->path);
     if (bytes == 0)
         return 0;
@@ -356,7 +371,7 @@ star_fresh_append(struct star_fresh *f, const uint8_t *const *ids,
     uint8_t *p = buf;
     for (size_t i = 0; i < n; i++) {
         const struct star_loc *l = locs[i];
-        if (l->kind != STAR_LOC_FILE)
+        if (!held_here(l))
             continue;
         size_t plen = strlen(l->path);
         wire_be16_put(p + 4, (uint16_t)plen);
@@ -389,7 +404,7 @@ star_fresh_publish(struct star_fresh *f, const uint8_t *const *ids,
     int rc = 0;
     pthread_mutex_lock(&f->mu);
     for (size_t i = 0; i < n && rc == 0; i++)
-        if (locs[i]->kind == STAR_LOC_FILE)
+        if (held_here(locs[i]))
             rc = table_put(f, ids[i], locs[i]->offset, locs[i]->length,
                            locs[i]->path);
     pthread_mutex_unlock(&f->mu);

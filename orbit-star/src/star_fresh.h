@@ -46,7 +46,9 @@ struct starmap;
 struct star_fresh;
 
 /* Open (creating it) the log "index.log" in dirfd, replay what it holds
- * into sm and empty it. A log whose header is not ours is emptied. */
+ * into sm and empty it; when that merge fails (a full disk), the table
+ * serves the replayed entries and the log keeps them until a later merge.
+ * A log whose header is not ours is emptied. */
 int star_fresh_open(int dirfd, struct starmap *sm, struct star_fresh **out);
 /* Merge what is left (when it can) and free; NULL is a no-op. */
 int star_fresh_close(struct star_fresh *f);
