@@ -3,6 +3,8 @@
  * foreign log emptied), and merges due at their threshold. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,4 +349,66 @@ Test(star_fresh, a_merge_is_due_at_its_threshold)
     cr_assert(!star_fresh_due(f));
     cr_assert(in_lmdb(sm, FRESH_MERGE_ENTRIES - 1));
     cr_assert_eq(star_fresh_close(f), 0);
+}
+
+/* The loop's side (have, lookup, drop) runs while the syncer's side
+ * publishes and merges: every entry published stays findable, in the
+ * table or in LMDB, until dropped. */
+struct reader_arg {
+    struct star_fresh *f;
+    _Atomic unsigned published; /* entries [0, published) are visible */
+    _Atomic bool stop;
+    unsigned lost, dropped;
+};
+
+static void *
+reader_main(void *p)
+{
+    struct reader_arg *a = p;
+    struct star_loc *locs = calloc(STAR_MAX_LOCS, sizeof *locs);
+    uint32_t x = 2463534242u;
+    while (!a->stop) {
+        unsigned n = a->published;
+        if (n == 0)
+            continue;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        unsigned i = x % n;
+        uint8_t id[WIRE_ID_LEN];
+        id_of(i, id);
+        bool have = false;
+        star_fresh_have(a->f, id, 1, &have);
+        size_t k = star_fresh_lookup(a->f, id, locs, STAR_MAX_LOCS);
+        /* Every 97th may have been dropped by this thread. */
+        if (i % 97 != 0 && !have && k == 0 && !in_lmdb(sm, i))
+            a->lost++;
+        if (i % 97 == 0 && k > 0 && star_fresh_drop(a->f, id, &locs[0]))
+            a->dropped++;
+    }
+    free(locs);
+    return NULL;
+}
+
+Test(star_fresh, lookups_and_drops_run_beside_merges, .timeout = 60)
+{
+    struct star_fresh *f = NULL;
+    cr_assert_eq(star_fresh_open(dirfd_, sm, &f), 0);
+    struct reader_arg a = {.f = f};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, reader_main, &a), 0);
+    unsigned total = 2 * FRESH_MERGE_ENTRIES + 1000;
+    for (unsigned i = 0; i < total; i += 500) {
+        add(f, i, 500, true);
+        a.published = i + 500;
+        if (star_fresh_due(f))
+            cr_assert_eq(star_fresh_merge(f), 0);
+    }
+    a.stop = true;
+    pthread_join(t, NULL);
+    cr_assert_eq(star_fresh_merges(f), 2);
+    cr_assert_eq(a.lost, 0, "%u lookups found nothing", a.lost);
+    cr_log_info("%u drops beside the merges", a.dropped);
+    cr_assert_eq(star_fresh_close(f), 0);
+    cr_assert_eq(starmap_check(sm, NULL), 0);
 }
