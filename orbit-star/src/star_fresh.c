@@ -100,6 +100,30 @@ same(const struct star_fresh *f, const struct slot *s, const uint8_t *id,
            strcmp(f->paths + s->path, path) == 0;
 }
 
+/* The live slots holding id, one by one along its probe run: first_of(),
+ * then next_of() the last one; SIZE_MAX when none is left. */
+static size_t
+find_from(const struct star_fresh *f, const uint8_t *id, size_t i)
+{
+    for (; f->slots[i].path != SLOT_EMPTY; i = (i + 1) & (f->cap - 1))
+        if (f->slots[i].path != SLOT_DEAD &&
+            memcmp(f->slots[i].id, id, WIRE_ID_LEN) == 0)
+            return i;
+    return SIZE_MAX;
+}
+
+static size_t
+first_of(const struct star_fresh *f, const uint8_t *id)
+{
+    return f->live ? find_from(f, id, home(f, id)) : SIZE_MAX;
+}
+
+static size_t
+next_of(const struct star_fresh *f, const uint8_t *id, size_t i)
+{
+    return find_from(f, id, (i + 1) & (f->cap - 1));
+}
+
 /* Rehash the live slots into a table at most half full (it grows at three
  * quarters). */
 static int
@@ -224,9 +248,10 @@ parse_record(const uint8_t *p, size_t avail, uint64_t *offset, uint32_t *length,
         return 0;
     if (wire_be32_get(p) != wire_crc32c(p + 4, REC_HDR - 4 + plen))
         return 0;
-    if (memchr(p + REC_HDR, 0, plen))
-        return 0;
     *length = wire_be32_get(p + 6);
+    if (memchr(p + REC_HDR, 0, plen) || *length == 0 ||
+        *length > WIRE_MAX_CHUNK)
+        return 0;
     *offset = wire_be64_get(p + 10);
     *id = p + 18;
     *path = (const char *)p + REC_HDR;
@@ -412,14 +437,13 @@ star_fresh_publish(struct star_fresh *f, const uint8_t *const *ids,
 }
 
 bool
-star_fresh_due(const struct star_fresh *f)
+star_fresh_due(struct star_fresh *f)
 {
-    struct star_fresh *m = (struct star_fresh *)f;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&f->mu);
     bool due =
         (f->live >= FRESH_MERGE_ENTRIES || f->plen >= FRESH_MERGE_PATHS) &&
         f->live >= f->retry_at;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&f->mu);
     return due;
 }
 
@@ -502,17 +526,9 @@ void
 star_fresh_have(struct star_fresh *f, const uint8_t *ids, size_t n, bool *have)
 {
     pthread_mutex_lock(&f->mu);
-    for (size_t k = 0; f->live > 0 && k < n; k++) {
-        const uint8_t *id = ids + k * WIRE_ID_LEN;
-        for (size_t i = home(f, id); f->slots[i].path != SLOT_EMPTY;
-             i = (i + 1) & (f->cap - 1)) {
-            if (f->slots[i].path != SLOT_DEAD &&
-                memcmp(f->slots[i].id, id, WIRE_ID_LEN) == 0) {
-                have[k] = true;
-                break;
-            }
-        }
-    }
+    for (size_t k = 0; f->live > 0 && k < n; k++)
+        if (first_of(f, ids + k * WIRE_ID_LEN) != SIZE_MAX)
+            have[k] = true;
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -522,12 +538,9 @@ star_fresh_lookup(struct star_fresh *f, const uint8_t id[WIRE_ID_LEN],
 {
     size_t n = 0;
     pthread_mutex_lock(&f->mu);
-    for (size_t i = f->live ? home(f, id) : 0;
-         f->live > 0 && n < max && f->slots[i].path != SLOT_EMPTY;
-         i = (i + 1) & (f->cap - 1)) {
+    for (size_t i = first_of(f, id); i != SIZE_MAX && n < max;
+         i = next_of(f, id, i)) {
         const struct slot *s = &f->slots[i];
-        if (s->path == SLOT_DEAD || memcmp(s->id, id, WIRE_ID_LEN) != 0)
-            continue;
         struct star_loc *l = &locs[n++];
         memset(l, 0, offsetof(struct star_loc, path));
         l->kind = STAR_LOC_FILE;
@@ -543,19 +556,18 @@ bool
 star_fresh_drop(struct star_fresh *f, const uint8_t id[WIRE_ID_LEN],
                 const struct star_loc *loc)
 {
+    if (loc->kind != STAR_LOC_FILE)
+        return false;
     bool found = false;
     pthread_mutex_lock(&f->mu);
-    for (size_t i = f->live ? home(f, id) : 0;
-         f->live > 0 && f->slots[i].path != SLOT_EMPTY;
-         i = (i + 1) & (f->cap - 1)) {
+    for (size_t i = first_of(f, id); i != SIZE_MAX && !found;
+         i = next_of(f, id, i)) {
         struct slot *s = &f->slots[i];
-        if (loc->kind == STAR_LOC_FILE &&
-            same(f, s, id, loc->offset, loc->path)) {
+        found = same(f, s, id, loc->offset, loc->path);
+        if (found) {
             s->path = SLOT_DEAD;
             f->live--;
             f->dead++;
-            found = true;
-            break;
         }
     }
     pthread_mutex_unlock(&f->mu);

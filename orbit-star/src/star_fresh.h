@@ -64,7 +64,7 @@ int star_fresh_append(struct star_fresh *f, const uint8_t *const *ids,
 int star_fresh_publish(struct star_fresh *f, const uint8_t *const *ids,
                        const struct star_loc *const *locs, size_t n);
 /* Whether a merge is due. */
-bool star_fresh_due(const struct star_fresh *f);
+bool star_fresh_due(struct star_fresh *f);
 /* Every entry into LMDB in key order, FRESH_MERGE_TXN per transaction,
  * then the table and the log emptied. On failure both stay as they were
  * (what was committed is in LMDB too) and the next try waits for another

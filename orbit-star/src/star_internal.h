@@ -14,6 +14,7 @@
 #include "orbit/starmap.h"
 #include "orbit/wire.h"
 #include "orbit/wire_auth.h"
+#include "star_stageset.h"
 #include "star_store.h"
 
 struct event;
@@ -157,7 +158,10 @@ struct star {
     uint64_t put_bytes;
     struct star_commit_item *commits;
     size_t ncommits;
-    uint64_t commit_bytes;   /* manifest copies held by the group */
+    uint64_t commit_bytes; /* manifest copies held by the group */
+    /* SHA-256 of the paths of the regular files the group completes: a
+     * second COMMIT of one of them waits for the next group */
+    struct stage_set group_files;
     struct star_round round; /* in flight while round_busy */
     bool round_busy;
     bool flush_wanted;                /* a flush came while one was in flight */

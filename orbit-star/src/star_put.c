@@ -65,6 +65,7 @@ star_batch_release(struct star *s)
         star_conn_unref(s->commits[i].conn);
     }
     s->nputs = s->ncommits = 0;
+    stage_set_free(&s->group_files);
     free(s->puts);
     free(s->commits);
     free(s->spare_puts);
@@ -346,6 +347,20 @@ star_handle_commit(struct star_conn *c, const struct wire_msg *m)
         return;
     }
     make_room(s);
+    /* A file the gathering group already completes (a client that died
+     * with its COMMIT queued, then its rerun): both would assemble the one
+     * staging file and the second rename would find it gone, so this one
+     * goes to the next group. */
+    uint8_t key[32];
+    bool regular = m->u.commit.ftype == WIRE_FT_REGULAR &&
+                   star_sha256((const uint8_t *)m->u.commit.path,
+                               m->u.commit.path_len, key) == 0;
+    while (regular && stage_set_has(&s->group_files, key)) {
+        if (s->round_busy)
+            star_syncer_wait(s->syncer);
+        else
+            star_flush(s);
+    }
     struct star_commit_item *it = &s->commits[s->ncommits];
     memset(it, 0, sizeof *it);
     it->fd = -1;
@@ -357,6 +372,11 @@ star_handle_commit(struct star_conn *c, const struct wire_msg *m)
     }
     it->conn = c;
     it->rid = m->request_id;
+    const struct wire_commit *wc = &m->u.commit;
+    /* Out of memory, the path is not remembered: a second COMMIT of it
+     * in this group could then fail as it did before this check. */
+    if (regular && wc->chunk_first + wc->n == wc->chunk_total)
+        stage_set_add(&s->group_files, key);
     s->ncommits++;
     s->commit_bytes += (uint64_t)m->u.commit.n * (WIRE_ID_LEN + 4);
     c->refs++;
@@ -471,6 +491,7 @@ start_round(struct star *s)
     s->spare_commits = NULL;
     s->nputs = s->ncommits = 0;
     s->put_bytes = s->commit_bytes = 0;
+    stage_set_free(&s->group_files);
     for (size_t i = 0; i < r->nputs && r->ids && r->locs; i++) {
         if (r->puts[i].loc) {
             r->ids[r->k] = r->puts[i].id;

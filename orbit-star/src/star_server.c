@@ -1039,14 +1039,14 @@ check_drained(struct star *s)
     if (t->rounds > 0)
         star_log(s,
                  "time in %llu round(s): PUTs %.1f s (verify, store), their "
-                 "syncs %.1f s, index %.1f s (%llu merge(s)); COMMITs %.1f s "
-                 "(assemble, verify), syncs %.1f s, renames %.1f s, records "
-                 "%.1f s",
+                 "syncs %.1f s, index %.1f s (%llu merge(s), %llu entries "
+                 "left to merge at close); COMMITs %.1f s (assemble, "
+                 "verify), syncs %.1f s, renames %.1f s, records %.1f s",
                  (unsigned long long)t->rounds, (double)t->us_put / 1e6,
                  (double)t->us_put_sync / 1e6, (double)t->us_index / 1e6,
-                 (unsigned long long)merges, (double)t->us_assemble / 1e6,
-                 (double)t->us_commit_sync / 1e6, (double)t->us_rename / 1e6,
-                 (double)t->us_record / 1e6);
+                 (unsigned long long)merges, (unsigned long long)fresh,
+                 (double)t->us_assemble / 1e6, (double)t->us_commit_sync / 1e6,
+                 (double)t->us_rename / 1e6, (double)t->us_record / 1e6);
     set_state(s, STAR_SHUTDOWN);
 }
 

@@ -412,3 +412,44 @@ Test(star_fresh, lookups_and_drops_run_beside_merges, .timeout = 60)
     cr_assert_eq(star_fresh_close(f), 0);
     cr_assert_eq(starmap_check(sm, NULL), 0);
 }
+
+/* A record whose CRC holds but whose chunk length no chunk can have (0, or
+ * over WIRE_MAX_CHUNK) ends the replay like a corrupt one. */
+Test(star_fresh, a_record_with_an_impossible_length_ends_the_replay)
+{
+    struct star_fresh *f = NULL;
+    cr_assert_eq(star_fresh_open(dirfd_, sm, &f), 0);
+    add(f, 0, 10, true); /* all of file-0: records of 50 + 10 bytes */
+    char p[400];
+    snprintf(p, sizeof p, "%s/long.log", dir);
+    copy_log(p);
+    cr_assert_eq(star_fresh_close(f), 0);
+    const size_t rec = 50 + strlen("dir/file-0");
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0);
+    uint8_t r[64];
+    off_t at = 8 + 6 * (off_t)rec; /* the 7th record */
+    cr_assert_eq(pread(fd, r, rec, at), (ssize_t)rec);
+    uint32_t len = WIRE_MAX_CHUNK + 1, crc;
+    for (int k = 0; k < 4; k++)
+        r[6 + k] = (uint8_t)(len >> (24 - 8 * k));
+    crc = wire_crc32c(r + 4, rec - 4);
+    for (int k = 0; k < 4; k++)
+        r[k] = (uint8_t)(crc >> (24 - 8 * k));
+    cr_assert_eq(pwrite(fd, r, rec, at), (ssize_t)rec);
+    close(fd);
+
+    int fd2;
+    struct starmap *m2 = open_second("e", &fd2);
+    char to[400];
+    snprintf(to, sizeof to, "%s/e/index.log", dir);
+    cr_assert_eq(rename(p, to), 0);
+    cr_assert_eq(star_fresh_open(fd2, m2, &f), 0);
+    for (unsigned i = 0; i < 6; i++)
+        cr_assert(in_lmdb(m2, i), "entry %u lost", i);
+    for (unsigned i = 6; i < 10; i++)
+        cr_assert(!in_lmdb(m2, i), "entry %u replayed", i);
+    cr_assert_eq(star_fresh_close(f), 0);
+    starmap_close(m2);
+    close(fd2);
+}

@@ -380,4 +380,19 @@ ts_read_file(const char *path, size_t *len)
     return b;
 }
 
+/* Expect ROOT/rel to hold exactly the len bytes at data. */
+TS_UNUSED static void
+ts_expect_file(const char *root, const char *rel, const void *data, size_t len)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    size_t got_len = 0;
+    char *got = ts_read_file(p, &got_len);
+    cr_assert_not_null(got, "%s missing", rel);
+    cr_assert_eq(got_len, len, "%s: %zu bytes, %zu expected", rel, got_len,
+                 len);
+    cr_assert_eq(memcmp(got, data, len), 0, "%s: other bytes", rel);
+    free(got);
+}
+
 #endif

@@ -1437,13 +1437,7 @@ Test(star_lifecycle, committed_chunks_leave_their_containers)
     f.path = "again.bin";
     tc_commit_msg(&m, 11, &f, refs);
     cr_assert_eq(tc_call(fd, &m, &r, &buf), WIRE_COMMIT_OK);
-    char p[512];
-    snprintf(p, sizeof p, "%s/again.bin", T.root);
-    size_t len = 0;
-    char *got = ts_read_file(p, &len);
-    cr_assert_eq(len, sizeof data);
-    cr_assert_eq(memcmp(got, data, len), 0);
-    free(got);
+    ts_expect_file(T.root, "again.bin", data, sizeof data);
     free(buf);
     close(fd);
     ts_stop(&T);
@@ -1573,13 +1567,43 @@ Test(star_data, placed_chunks_are_found_through_the_fresh_index)
     uint8_t t = tc_call(fd, &m, &r, &buf);
     cr_assert_eq(t, WIRE_COMMIT_OK, "%s",
                  t == WIRE_ERROR ? r.u.error.message : "");
+    ts_expect_file(T.root, "fresh/a.bin", data, sizeof data);
+    free(buf);
+    close(fd);
+}
+
+/* Two COMMITs of one file pipelined into one group (a client that died with
+ * its COMMIT queued, and its rerun; or a file sent twice): both succeed,
+ * the second in a group of its own. Sharing one, both assembled the one
+ * staging file and the second rename found it gone. */
+Test(star_data, two_commits_of_one_file_in_a_row_both_succeed)
+{
+    enum { LEN = 3000 };
+    uint8_t data[LEN];
+    ts_fill(data, sizeof data, 17);
+    int fd = tc_open(T.port);
+    tc_put(fd, 1, data, LEN, "twice.bin", 0);
+    size_t cuts[] = {LEN};
+    struct wire_chunk_ref refs[2][1];
+    struct wire_msg m, r;
+    for (uint32_t i = 0; i < 2; i++) {
+        struct tc_file f = {"twice.bin", data, LEN,           cuts,
+                            1,           0644, 1600000000 + i};
+        tc_commit_msg(&m, 10 + i, &f, refs[i]);
+        cr_assert_eq(tc_send(fd, &m), 0);
+    }
+    uint8_t *buf = NULL;
+    for (uint32_t i = 0; i < 2; i++) {
+        cr_assert_eq(tc_recv(fd, &buf, &r), 0);
+        cr_assert_eq(r.type, WIRE_COMMIT_OK, "COMMIT %u: %s", r.request_id,
+                     r.type == WIRE_ERROR ? r.u.error.message : "");
+    }
+    ts_expect_file(T.root, "twice.bin", data, sizeof data);
     char p[600];
-    snprintf(p, sizeof p, "%s/fresh/a.bin", T.root);
-    size_t len = 0;
-    char *got = ts_read_file(p, &len);
-    cr_assert_eq(len, sizeof data);
-    cr_assert_eq(memcmp(got, data, len), 0);
-    free(got);
+    snprintf(p, sizeof p, "%s/twice.bin", T.root);
+    struct stat sb;
+    cr_assert_eq(stat(p, &sb), 0);
+    cr_assert_eq(sb.st_mtim.tv_sec, 1600000001, "the later COMMIT wins");
     free(buf);
     close(fd);
 }
