@@ -539,6 +539,16 @@ release_parked(struct sched *s, struct sched_file *f)
     }
 }
 
+/* A batch read whole gets its chunks, and the file's manifest with them. */
+static int
+cut_batch(struct sched *s, struct sched_batch *b)
+{
+    if (!b->uncut)
+        return 0;
+    int rc = sched_batch_cut(&s->rd, b);
+    return rc == 0 ? refs_append(b->file, b) : rc;
+}
+
 /* Destination d does not hold the file: its chunks go the usual way. */
 static void
 unpark_to(struct sched *s, struct sched_file *f, unsigned d)
@@ -546,6 +556,13 @@ unpark_to(struct sched *s, struct sched_file *f, unsigned d)
     f->probe_mask &= ~(1u << d);
     if (f->failed_mask & (1u << d))
         return;
+    for (struct sched_batch *b = f->parked; b; b = b->park_next) {
+        int rc = cut_batch(s, b);
+        if (rc != 0) {
+            sched_file_fail(s, f, d, rc, "cannot cut the file into chunks");
+            return;
+        }
+    }
     for (struct sched_batch *b = f->parked; b; b = b->park_next)
         sched_dest_enqueue(&s->dests[d], b);
     sched_dest_flush(&s->dests[d]);
@@ -573,9 +590,15 @@ on_batch(struct sched *s, struct sched_batch *b)
         release_parked(s, f);
         park = 0;
     }
+    uint32_t direct = f->dest_mask & ~f->failed_mask & ~park;
+    int rc = direct ? cut_batch(s, b) : 0;
     for (unsigned d = 0; d < s->ndests; d++) {
         uint32_t bit = 1u << d;
-        if ((f->dest_mask & bit) && !(f->failed_mask & bit) && !(park & bit))
+        if (!(direct & bit))
+            continue;
+        if (rc != 0)
+            sched_file_fail(s, f, d, rc, "cannot cut the file into chunks");
+        else
             sched_dest_enqueue(&s->dests[d], b);
     }
     if (park) { /* kept until every probe is answered, in file order */
@@ -704,6 +727,9 @@ file_start(struct sched *s, struct sched_file *f)
                             "cannot remove what stands in the way");
     }
     if (f->ftype == WIRE_FT_REGULAR) {
+        /* offered by digest everywhere: its chunks may never be needed */
+        uint32_t want = f->dest_mask & ~f->failed_mask;
+        f->read_whole = want != 0 && (want & ~f->probe_mask) == 0;
         sched_readers_submit(&s->rd, f);
         return;
     }

@@ -15,6 +15,8 @@
 #include "orbit/sched.h"
 #include "orbit/wire.h"
 
+struct chunk_id_ctx;
+struct chunker;
 struct event;
 struct event_base;
 
@@ -40,6 +42,8 @@ struct sched_file {
     uint32_t missing_mask;      /* destinations whose star named chunks it
                                    lacks: sending them is the whole fix */
     uint8_t quick_retries;      /* attempts made at once for those */
+    bool read_whole;            /* every destination probes it: read it
+                                   into one batch and digest it, uncut */
     struct sched_batch *parked; /* batches held for a probe's answer */
     uint64_t parked_bytes;
     int fail_err[SCHED_MAX_DESTS];
@@ -83,6 +87,7 @@ struct sched_batch {
     size_t bytes;
     size_t cap;    /* of buf; what it counts in the readers' held bytes */
     uint32_t refs; /* uses outstanding: HAVE per dest, queued PUTs */
+    bool uncut;    /* a whole file's bytes, no chunks yet (read_whole) */
     struct sched_batch *next;
     struct sched_batch *park_next; /* file->parked list */
 };
@@ -121,6 +126,9 @@ struct sched_readers {
     unsigned nthreads;
     size_t chunk_min, chunk_avg, chunk_max;
     int error; /* a reader could not start */
+    /* the main thread's, for sched_batch_cut */
+    struct chunker *cut_ch;
+    struct chunk_id_ctx *cut_idc;
 };
 
 #define SCHED_COMMITQ 1024 /* more than MAX_ACTIVE: every active file fits */
@@ -145,6 +153,8 @@ struct sched_readers {
  * limit, so parked batches never stop the readers that would release them.
  */
 #define SCHED_PROBE_MAX ((uint64_t)256 << 10)
+_Static_assert(SCHED_PROBE_MAX < SCHED_SMALL_FILE,
+               "a file read whole is cut with the small-file chunker");
 struct chunker_params;
 void sched_small_params(size_t avg, struct chunker_params *out);
 
@@ -264,6 +274,13 @@ void sched_readers_release(struct sched_readers *r);
 void sched_readers_submit(struct sched_readers *r, struct sched_file *f);
 /* Take every pending message (a list, oldest first). */
 struct sched_rmsg *sched_readers_take(struct sched_readers *r);
+/*
+ * On the main thread: cut an uncut batch (a file read whole while every
+ * destination was to be offered it by digest) into the chunks a reader
+ * would have made, naming each. Its bytes stay where they are. Returns 0
+ * at once for a batch already cut.
+ */
+int sched_batch_cut(struct sched_readers *r, struct sched_batch *b);
 /* A batch is done with: its bytes no longer count as held. */
 void sched_batch_free(struct sched_readers *r, struct sched_batch *b);
 /* Give back bytes counted as held (a batch freed or never made). */

@@ -1,7 +1,9 @@
 /*
  * sched_reader.c - reader threads: open a source file, read it in large
  * blocks, cut it with FastCDC, name every chunk by SHA-256, digest the whole
- * file, and hand batches of chunks (with their bytes) to the main loop.
+ * file, and hand batches of chunks (with their bytes) to the main loop. A
+ * file offered by digest alone is read whole and not cut: the main loop
+ * cuts it (sched_batch_cut) only if a destination turns the offer down.
  *
  * Memory is bounded by held_limit: a reader waits before starting a batch
  * while the bytes of batches alive anywhere exceed it.
@@ -57,7 +59,7 @@ post_msg(struct sched_readers *r, struct sched_rmsg *m)
  */
 static int
 batch_new(struct sched_readers *r, struct sched_file *f, uint64_t left,
-          size_t need, struct sched_batch **out)
+          size_t need, bool uncut, struct sched_batch **out)
 {
     size_t cap = SCHED_BATCH_BYTES + r->chunk_max;
     if (left < cap)
@@ -79,9 +81,10 @@ batch_new(struct sched_readers *r, struct sched_file *f, uint64_t left,
         return ORBIT_ENOMEM;
     }
     b->cap = cap;
-    b->chunks = calloc(SCHED_BATCH_CHUNKS, sizeof *b->chunks);
+    b->uncut = uncut;
+    b->chunks = uncut ? NULL : calloc(SCHED_BATCH_CHUNKS, sizeof *b->chunks);
     b->buf = malloc(cap);
-    if (!b->chunks || !b->buf) {
+    if ((!uncut && !b->chunks) || !b->buf) {
         sched_batch_free(r, b); /* gives back cap */
         return ORBIT_ENOMEM;
     }
@@ -139,7 +142,7 @@ emit_chunk(struct reader_ctx *c, struct sched_file *f, struct sched_batch **cur,
     }
     if (!b) {
         uint64_t left = c->file_size > off ? c->file_size - off : 0;
-        int rc = batch_new(c->r, f, left, len, cur);
+        int rc = batch_new(c->r, f, left, len, false, cur);
         if (rc != 0)
             return rc;
         b = *cur;
@@ -161,22 +164,40 @@ emit_chunk(struct reader_ctx *c, struct sched_file *f, struct sched_batch **cur,
     return 0;
 }
 
-/* Read fd to its end, emitting chunks; *total gets the bytes read. */
+/* One read(2), retried when interrupted; *got 0 at the end of the file. */
+static int
+read_some(int fd, uint8_t *buf, size_t len, size_t *got)
+{
+    ssize_t n;
+    do
+        n = read(fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return orbit_err_from_errno(errno);
+    *got = (size_t)n;
+    return 0;
+}
+
+/*
+ * Read fd up to the size it had when opened (or an earlier end), emitting
+ * chunks; *total gets the bytes read. No read waits for the end of file
+ * past that size: a file that grew meanwhile has another size in the
+ * fstat after the read, and the read is refused there.
+ */
 static int
 chunk_stream(struct reader_ctx *c, struct sched_file *f, int fd,
              struct sched_batch **cur, uint64_t *total)
 {
     size_t start = 0, fill = 0, scan = 0;
     uint64_t base = 0; /* file offset of buf[0] */
-    for (;;) {
-        ssize_t n = read(fd, c->buf + fill, c->cap - fill);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return orbit_err_from_errno(errno);
+    while (base + fill < c->file_size) {
+        size_t n = 0;
+        int rrc = read_some(fd, c->buf + fill, c->cap - fill, &n);
+        if (rrc != 0)
+            return rrc;
         if (n == 0)
             break;
-        fill += (size_t)n;
+        fill += n;
         while (scan < fill) {
             size_t cut = 0;
             int rc = chunker_next(c->ch, c->buf + scan, fill - scan, &cut);
@@ -207,6 +228,36 @@ chunk_stream(struct reader_ctx *c, struct sched_file *f, int fd,
     return rc;
 }
 
+/*
+ * A file every destination is offered by digest alone (SCHED_PROBE_MAX):
+ * its bytes go into one batch, digested but not cut. A destination that
+ * turns the offer down gets its chunks from sched_batch_cut on the main
+ * thread; most files of a touched tree are kept, and are never cut.
+ */
+static int
+read_whole(struct reader_ctx *c, struct sched_file *f, int fd,
+           struct sched_batch **cur, uint64_t *total)
+{
+    size_t size = (size_t)c->file_size;
+    int rc = batch_new(c->r, f, size, size, true, cur);
+    if (rc != 0)
+        return rc;
+    struct sched_batch *b = *cur;
+    size_t fill = 0;
+    while (fill < size) {
+        size_t n = 0;
+        rc = read_some(fd, b->buf + fill, size - fill, &n);
+        if (rc != 0)
+            return rc;
+        if (n == 0)
+            break;
+        fill += n;
+    }
+    b->bytes = fill;
+    *total = fill;
+    return chunk_id_stream_update(c->digest, b->buf, fill);
+}
+
 static bool
 same_stat(const struct stat *a, const struct stat *b)
 {
@@ -234,13 +285,16 @@ read_file(struct reader_ctx *c, struct sched_file *f, struct sched_rmsg *end)
         snprintf(end->msg, sizeof end->msg, "no longer a regular file");
         goto out;
     }
-    c->ch =
-        (uint64_t)before.st_size < SCHED_SMALL_FILE ? c->ch_small : c->ch_large;
+    c->file_size = (uint64_t)before.st_size;
+    c->ch = c->file_size < SCHED_SMALL_FILE ? c->ch_small : c->ch_large;
     chunker_reset(c->ch);
     rc = chunk_id_stream_reset(c->digest);
     uint64_t total = 0;
+    bool whole =
+        f->read_whole && c->file_size > 0 && c->file_size <= SCHED_PROBE_MAX;
     if (rc == 0)
-        rc = chunk_stream(c, f, fd, &cur, &total);
+        rc = whole ? read_whole(c, f, fd, &cur, &total)
+                   : chunk_stream(c, f, fd, &cur, &total);
     if (rc != 0) {
         snprintf(end->msg, sizeof end->msg, "read failed: %s",
                  orbit_strerror(rc));
@@ -356,6 +410,52 @@ reader_main(void *arg)
 }
 
 int
+sched_batch_cut(struct sched_readers *r, struct sched_batch *b)
+{
+    if (!b->uncut)
+        return 0;
+    struct chunker_params small;
+    sched_small_params(r->chunk_avg, &small);
+    size_t maxn = b->bytes / small.min_size + 1;
+    struct sched_chunk *k = calloc(maxn, sizeof *k);
+    if (!k)
+        return ORBIT_ENOMEM;
+    chunker_reset(r->cut_ch);
+    size_t off = 0, n = 0;
+    int rc = 0;
+    while (rc == 0 && off < b->bytes) {
+        size_t cut = 0;
+        rc = chunker_next(r->cut_ch, b->buf + off, b->bytes - off, &cut);
+        if (rc != 0)
+            break;
+        if (cut == 0) /* no cut point before the end: the last chunk */
+            cut = b->bytes - off;
+        if (n == maxn) {
+            rc = ORBIT_EINVAL; /* more chunks than the minimum size allows */
+            break;
+        }
+        struct chunk_id id;
+        rc = chunk_id_ctx_compute(r->cut_idc, b->buf + off, cut, &id);
+        memcpy(k[n].id, id.b, sizeof k[n].id);
+        k[n].len = (uint32_t)cut;
+        k[n].off = off;
+        k[n].data = b->buf + off;
+        n++;
+        off += cut;
+    }
+    size_t tail = 0;
+    chunker_finish(r->cut_ch, &tail);
+    if (rc != 0) {
+        free(k);
+        return rc;
+    }
+    b->chunks = k;
+    b->n = (uint32_t)n;
+    b->uncut = false;
+    return 0;
+}
+
+int
 sched_readers_start(struct sched_readers *r, unsigned nthreads,
                     struct event *wake)
 {
@@ -363,6 +463,13 @@ sched_readers_start(struct sched_readers *r, unsigned nthreads,
     pthread_cond_init(&r->work_cv, NULL);
     pthread_cond_init(&r->space_cv, NULL);
     r->wake = wake;
+    struct chunker_params small;
+    sched_small_params(r->chunk_avg, &small);
+    int rc = chunker_new(&small, &r->cut_ch);
+    if (rc == 0)
+        rc = chunk_id_ctx_new(&r->cut_idc);
+    if (rc != 0)
+        return rc;
     r->threads = calloc(nthreads, sizeof *r->threads);
     if (!r->threads)
         return ORBIT_ENOMEM;
@@ -401,6 +508,10 @@ sched_readers_stop(struct sched_readers *r)
 void
 sched_readers_release(struct sched_readers *r)
 {
+    chunker_free(r->cut_ch);
+    chunk_id_ctx_free(r->cut_idc);
+    r->cut_ch = NULL;
+    r->cut_idc = NULL;
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->work_cv);
     pthread_cond_destroy(&r->space_cv);

@@ -415,6 +415,36 @@ Test(sched, probe_on_one_destination_and_chunks_to_the_other)
     }
 }
 
+/* Both destinations hold the files and are offered them by digest: the
+ * unchanged file is kept on both; the edited one (same size) is turned
+ * down by both, cut once at the source, and only its new chunks go to
+ * each. */
+Test(sched, probe_turned_down_by_two_destinations_sends_only_new_chunks)
+{
+    mkd("src");
+    write_bytes("src/kept.bin", 120000, 31);
+    write_bytes("src/edited.bin", 200000, 32);
+    const char *two[] = {"d1", "d2"};
+    struct run_result r;
+    run_job(two, 2, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    patch_bytes("src/edited.bin", 150000);
+    set_mtime("src/kept.bin", 1500000000);
+    set_mtime("src/edited.bin", 1500000001);
+    run_job(two, 2, true, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.ndl, 0);
+    cr_assert_eq(r.st.files_kept, 2, "kept %llu",
+                 (unsigned long long)r.st.files_kept);
+    cr_assert_lt(r.st.bytes_raw_sent, 2 * (100u << 10), "sent %llu",
+                 (unsigned long long)r.st.bytes_raw_sent);
+    cr_assert_gt(r.st.bytes_raw_sent, 0);
+    cr_assert(same_file("src/kept.bin", "d1/kept.bin"));
+    cr_assert(same_file("src/kept.bin", "d2/kept.bin"));
+    cr_assert(same_file("src/edited.bin", "d1/edited.bin"));
+    cr_assert(same_file("src/edited.bin", "d2/edited.bin"));
+}
+
 /* cfg for a copy of src/ (srcpath: its absolute path) to the one dest. */
 static void
 one_dest_config(struct sched_config *cfg, struct sched_source *src,
