@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +53,35 @@ post_msg(struct sched_readers *r, struct sched_rmsg *m)
 }
 
 /*
+ * The bytes of a batch of BATCH_MAP_MIN or more (a large file's) are mapped
+ * and unmapped whole. From the heap, glibc would raise its mmap threshold
+ * at the first free of one and then carve the next ones from an arena it
+ * keeps: the source's peak RSS in a tree copy went from 49 to 57 MiB.
+ */
+#define BATCH_MAP_MIN ((size_t)256 << 10)
+
+static uint8_t *
+buf_alloc(size_t cap)
+{
+    if (cap < BATCH_MAP_MIN)
+        return malloc(cap);
+    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void
+buf_free(uint8_t *p, size_t cap)
+{
+    if (!p)
+        return;
+    if (cap < BATCH_MAP_MIN)
+        free(p);
+    else
+        munmap(p, cap);
+}
+
+/*
  * A batch holds up to SCHED_BATCH_BYTES plus one chunk, but never more than
  * what is left of its file (with room for the chunk at hand should the file
  * have grown): a small file's batch holds and counts its own size, so the
@@ -83,7 +113,7 @@ batch_new(struct sched_readers *r, struct sched_file *f, uint64_t left,
     b->cap = cap;
     b->uncut = uncut;
     b->chunks = uncut ? NULL : calloc(SCHED_BATCH_CHUNKS, sizeof *b->chunks);
-    b->buf = malloc(cap);
+    b->buf = buf_alloc(cap);
     if ((!uncut && !b->chunks) || !b->buf) {
         sched_batch_free(r, b); /* gives back cap */
         return ORBIT_ENOMEM;
@@ -108,7 +138,7 @@ sched_batch_free(struct sched_readers *r, struct sched_batch *b)
     if (!b)
         return;
     free(b->chunks);
-    free(b->buf);
+    buf_free(b->buf, b->cap);
     size_t held = b->cap;
     free(b);
     sched_readers_unhold(r, held);
