@@ -35,7 +35,9 @@ struct reader_ctx {
     struct chunk_id_stream *digest;
     uint8_t *buf;
     size_t cap;
-    uint64_t file_size; /* of the file being read, when opened */
+    uint64_t file_size;   /* of the file being read, when opened */
+    bool one_chunk;       /* its first chunk was the whole file: */
+    struct chunk_id only; /* that chunk's id, the file's digest */
 };
 
 static void
@@ -180,8 +182,16 @@ emit_chunk(struct reader_ctx *c, struct sched_file *f, struct sched_batch **cur,
     struct sched_chunk *k = &b->chunks[b->n];
     struct chunk_id id;
     int rc = chunk_id_ctx_compute(c->idc, data, len, &id);
-    if (rc == 0)
+    if (rc == 0 && off == 0 && len == c->file_size) {
+        /* The whole file as opened is this chunk: its digest is the
+         * chunk's id, no second pass over it. Should the file have grown
+         * (another chunk follows), its size after the read differs and
+         * the read is refused: this digest is never used then. */
+        c->only = id;
+        c->one_chunk = true;
+    } else if (rc == 0) {
         rc = chunk_id_stream_update(c->digest, data, len);
+    }
     if (rc != 0)
         return rc;
     memcpy(k->id, id.b, sizeof k->id);
@@ -316,6 +326,7 @@ read_file(struct reader_ctx *c, struct sched_file *f, struct sched_rmsg *end)
         goto out;
     }
     c->file_size = (uint64_t)before.st_size;
+    c->one_chunk = false;
     c->ch = c->file_size < SCHED_SMALL_FILE ? c->ch_small : c->ch_large;
     chunker_reset(c->ch);
     rc = chunk_id_stream_reset(c->digest);
@@ -336,8 +347,9 @@ read_file(struct reader_ctx *c, struct sched_file *f, struct sched_rmsg *end)
         snprintf(end->msg, sizeof end->msg, "changed while being read");
         goto out;
     }
-    struct chunk_id d;
-    rc = chunk_id_stream_final(c->digest, &d);
+    struct chunk_id d = c->one_chunk ? c->only : (struct chunk_id){{0}};
+    if (!c->one_chunk)
+        rc = chunk_id_stream_final(c->digest, &d);
     if (rc == 0) {
         memcpy(end->digest, d.b, sizeof end->digest);
         end->size = total;

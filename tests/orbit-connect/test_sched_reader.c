@@ -278,3 +278,31 @@ Test(sched_reader, an_empty_file_ends_without_a_batch)
     free(f.src_path);
     rig_stop(&g);
 }
+
+/* A file of one chunk is named by that chunk's id (the same SHA-256); a
+ * file of several is digested over all of them, in order. */
+Test(sched_reader, the_digest_of_one_chunk_or_many_is_the_files)
+{
+    struct rig g;
+    rig_start(&g);
+    const size_t sizes[] = {1, 1500, 40 << 10, 3 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        uint8_t *data = noise(sizes[i], 17 + i);
+        char name[32];
+        snprintf(name, sizeof name, "f%zu", i);
+        struct sched_file f = {.ftype = WIRE_FT_REGULAR};
+        f.src_path = write_file(&g, name, data, sizes[i]);
+        struct outcome o;
+        read_one(&g, &f, &o);
+        expect_digest(&o, data, sizes[i]);
+        size_t n = expect_chunks(&o, data, sizes[i]);
+        if (i < 2)
+            cr_assert_eq(n, 1, "%zu bytes: %zu chunks", sizes[i], n);
+        else
+            cr_assert_gt(n, 1, "%zu bytes: %zu chunks", sizes[i], n);
+        outcome_free(&g, &o);
+        free(f.src_path);
+        free(data);
+    }
+    rig_stop(&g);
+}
