@@ -27,7 +27,10 @@
  * oldest has waited this long (checked at the end of each commit group). */
 #define FILES_PENDING_MAX 4096
 #define FILES_PENDING_MS  1000
-#define STORE_TRIM_MS     1000 /* index mappings dropped at most this often */
+#define STORE_TRIM_MS     1000 /* index mappings dropped at least this often */
+/* and sooner when the process maps more than this of files (a sync's HAVEs
+ * and in-place commits touch tens of MiB of index pages a second) */
+#define STORE_TRIM_RSS ((uint64_t)24 << 20)
 
 _Static_assert(sizeof(struct chunk_id) == WIRE_ID_LEN, "packed chunk ids");
 
@@ -431,13 +434,35 @@ star_store_files_flush(struct star_store *st, uint64_t now_ms)
     return star_store_files_commit(st);
 }
 
-void
+/* This process's resident file-backed pages (the index's mapping, the
+ * program and its libraries), in bytes; 0 when unknown. */
+static uint64_t
+mapped_rss(void)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long size = 0, resident = 0, shared = 0;
+    if (sscanf(buf, "%llu %llu %llu", &size, &resident, &shared) != 3)
+        return 0;
+    return (uint64_t)shared * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+bool
 star_store_trim(struct star_store *st, uint64_t now_ms)
 {
-    if (now_ms - st->trimmed_ms < STORE_TRIM_MS)
-        return;
+    if (now_ms - st->trimmed_ms < STORE_TRIM_MS &&
+        mapped_rss() < STORE_TRIM_RSS)
+        return false;
     st->trimmed_ms = now_ms;
     starmap_trim(st->sm, NULL); /* only RSS is at stake: errors ignored */
+    return true;
 }
 
 int

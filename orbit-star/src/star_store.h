@@ -163,9 +163,10 @@ int star_store_file_drop(struct star_store *st, const char *path);
 int star_store_files_commit(struct star_store *st);
 int star_store_files_flush(struct star_store *st, uint64_t now_ms);
 int star_store_files_error(struct star_store *st);
-/* At most once a second: drop the index's page mappings (starmap_trim), so
- * the star's RSS does not grow with the size of its index. */
-void star_store_trim(struct star_store *st, uint64_t now_ms);
+/* Once a second, or sooner when the process maps more than 24 MiB of files:
+ * drop the index's page mappings (starmap_trim), so the star's RSS does not
+ * grow with the size of its index. True when it dropped them. */
+bool star_store_trim(struct star_store *st, uint64_t now_ms);
 /* The index's message for its latest failure. */
 const char *star_store_errmsg(const struct star_store *st);
 
