@@ -222,7 +222,9 @@ read_some(int fd, uint8_t *buf, size_t len, size_t *got)
  * Read fd up to the size it had when opened (or an earlier end), emitting
  * chunks; *total gets the bytes read. No read waits for the end of file
  * past that size: a file that grew meanwhile has another size in the
- * fstat after the read, and the read is refused there.
+ * fstat after the read, and the read is refused there. A file of size 0 is
+ * read to its end all the same: some (/proc, some FUSE file systems) have
+ * bytes all the same, and must not pass for empty.
  */
 static int
 chunk_stream(struct reader_ctx *c, struct sched_file *f, int fd,
@@ -230,7 +232,7 @@ chunk_stream(struct reader_ctx *c, struct sched_file *f, int fd,
 {
     size_t start = 0, fill = 0, scan = 0;
     uint64_t base = 0; /* file offset of buf[0] */
-    while (base + fill < c->file_size) {
+    while (c->file_size == 0 || base + fill < c->file_size) {
         size_t n = 0;
         int rrc = read_some(fd, c->buf + fill, c->cap - fill, &n);
         if (rrc != 0)

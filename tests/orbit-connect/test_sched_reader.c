@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "connect_test.h"
 #include "orbit/chunk_id.h"
 #include "orbit/chunker.h"
+#include "orbit/error.h"
 #include "sched_internal.h"
 
 #define MAX_BATCHES 256
@@ -304,5 +306,24 @@ Test(sched_reader, the_digest_of_one_chunk_or_many_is_the_files)
         free(f.src_path);
         free(data);
     }
+    rig_stop(&g);
+}
+
+/* A "regular" file whose size says 0 but which has bytes (procfs) is not
+ * taken for an empty file: its read is refused as a changing file. */
+Test(sched_reader, a_file_of_size_zero_with_bytes_is_not_taken_for_empty)
+{
+    struct rig g;
+    rig_start(&g);
+    struct stat st;
+    cr_assert_eq(stat("/proc/self/status", &st), 0);
+    cr_assert(S_ISREG(st.st_mode) && st.st_size == 0);
+    char proc[] = "/proc/self/status";
+    struct sched_file f = {.ftype = WIRE_FT_REGULAR, .src_path = proc};
+    struct outcome o;
+    read_one(&g, &f, &o);
+    cr_assert_eq(o.err, ORBIT_EAGAIN, "err %d, size %llu", o.err,
+                 (unsigned long long)o.size);
+    outcome_free(&g, &o);
     rig_stop(&g);
 }
