@@ -477,6 +477,11 @@ merge_sorted(struct star_fresh *f, const struct slot *v, size_t n)
         }
         if (rc == 0)
             rc = starmap_batch_commit(f->sm, b, NULL);
+        /* Random keys: a transaction maps about one leaf page per entry;
+         * without this a merge (most of all the one at close, after the
+         * last round's trim) raised the star's peak RSS by 17 MiB. Only
+         * RSS is at stake: an error is ignored. */
+        starmap_trim(f->sm, NULL);
     }
     starmap_batch_free(b);
     free(sl);
