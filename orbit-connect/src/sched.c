@@ -42,6 +42,7 @@
 #define JOURNAL_FLUSH_MS 1000
 #define HEALTH_MS        5000 /* how often each star is asked HEALTH */
 #define QUICK_RETRIES    2    /* unpenalized attempts after missing chunks */
+#define OFFERS_WINDOW    1024 /* answers to offers weighed for whole reads */
 
 struct sched {
     struct sched_config cfg;
@@ -83,6 +84,9 @@ struct sched {
     uint64_t last_flush_ms;
     struct metrics_counter *m_sent, *m_dedup, *m_files, *m_dead, *m_retries;
     struct metrics_gauge *m_active;
+    /* Recent answers to offers by digest (halved past OFFERS_WINDOW):
+     * files are read whole for an offer only while most are kept. */
+    uint32_t offers_kept, offers_refused;
     /* --bwlimit token bucket */
     double bw_tokens;
     uint64_t bw_last_ms;
@@ -546,6 +550,8 @@ cut_batch(struct sched *s, struct sched_batch *b)
     if (!b->uncut)
         return 0;
     int rc = sched_batch_cut(&s->rd, b);
+    if (rc == 0)
+        s->st.files_cut_late++;
     return rc == 0 ? refs_append(b->file, b) : rc;
 }
 
@@ -641,6 +647,16 @@ sched_probe_answered(struct sched *s, struct sched_file *f, unsigned d, int err,
     f->pending[d]--;
     f->probing &= ~bit;
     f->batches_open++; /* hold f while it may end */
+    if (err == 0 || err == ORBIT_ENOENT) {
+        if (err == 0)
+            s->offers_kept++;
+        else
+            s->offers_refused++;
+        if (s->offers_kept + s->offers_refused > OFFERS_WINDOW) {
+            s->offers_kept /= 2;
+            s->offers_refused /= 2;
+        }
+    }
     if (err == 0) {
         f->commit_mask |= bit; /* committed in place */
         s->st.files_kept++;
@@ -727,9 +743,13 @@ file_start(struct sched *s, struct sched_file *f)
                             "cannot remove what stands in the way");
     }
     if (f->ftype == WIRE_FT_REGULAR) {
-        /* offered by digest everywhere: its chunks may never be needed */
+        /* Offered by digest everywhere: its chunks may never be needed.
+         * Not while most offers are turned down (same-size files that
+         * changed, with --checksum): cutting them all on the loop would
+         * take that work from the readers' threads. */
         uint32_t want = f->dest_mask & ~f->failed_mask;
-        f->read_whole = want != 0 && (want & ~f->probe_mask) == 0;
+        f->read_whole = want != 0 && (want & ~f->probe_mask) == 0 &&
+                        s->offers_refused <= s->offers_kept + 16;
         sched_readers_submit(&s->rd, f);
         return;
     }

@@ -445,6 +445,42 @@ Test(sched, probe_turned_down_by_two_destinations_sends_only_new_chunks)
     cr_assert(same_file("src/edited.bin", "d2/edited.bin"));
 }
 
+/* Same-size files that all changed: offered by digest, all turned down.
+ * Once most offers are refused, files are read and cut by the readers
+ * again, not read whole and cut on the loop. */
+Test(sched, offers_mostly_refused_stop_whole_reads)
+{
+    enum { N = 2000 };
+    mkd("src");
+    char rel[64];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(rel, sizeof rel, "src/f%04u", i);
+        write_bytes(rel, 3000, 100 + i);
+    }
+    const char *one[] = {"d"};
+    struct run_result r;
+    run_job(one, 1, false, false, &r);
+    cr_assert_eq(r.rc, 0);
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(rel, sizeof rel, "src/f%04u", i);
+        write_bytes(rel, 3000, 5000 + i); /* same size, other bytes */
+        set_mtime(rel, 1500000000);
+    }
+    run_job(one, 1, true, false, &r);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(r.ndl, 0);
+    cr_assert_eq(r.st.files_kept, 0);
+    cr_assert_gt(r.st.files_cut_late, 0, "the first offers read whole");
+    cr_assert_lt(r.st.files_cut_late, N / 2, "%llu of %d cut on the loop",
+                 (unsigned long long)r.st.files_cut_late, N);
+    for (unsigned i = 0; i < N; i += 97) {
+        char a[64], b[64];
+        snprintf(a, sizeof a, "src/f%04u", i);
+        snprintf(b, sizeof b, "d/f%04u", i);
+        cr_assert(same_file(a, b), "%s", a);
+    }
+}
+
 /* cfg for a copy of src/ (srcpath: its absolute path) to the one dest. */
 static void
 one_dest_config(struct sched_config *cfg, struct sched_source *src,

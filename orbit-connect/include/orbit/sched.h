@@ -97,11 +97,13 @@ struct sched_stats {
     uint64_t bytes_dedup;    /* raw bytes a destination already held */
     uint64_t chunks_sent;
     uint64_t chunks_dedup;
-    uint64_t files_kept; /* sync: kept by the star on their digest alone,
-                            only mode and times set (no chunk ids sent) */
-    uint64_t wire_out;   /* protocol bytes sent to all stars: every frame
-                            (HAVE ids, PUTs, manifests, handshakes) */
-    uint64_t wire_in;    /* protocol bytes received from them */
+    uint64_t files_kept;     /* sync: kept by the star on their digest alone,
+                                only mode and times set (no chunk ids sent) */
+    uint64_t files_cut_late; /* sync: read whole for an offer by digest,
+                                turned down, then cut on the loop */
+    uint64_t wire_out;       /* protocol bytes sent to all stars: every frame
+                                (HAVE ids, PUTs, manifests, handshakes) */
+    uint64_t wire_in;        /* protocol bytes received from them */
     uint64_t retries;
     uint64_t deleted;
     bool walk_done;
