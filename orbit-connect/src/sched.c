@@ -43,6 +43,7 @@
 #define HEALTH_MS        5000 /* how often each star is asked HEALTH */
 #define QUICK_RETRIES    2    /* unpenalized attempts after missing chunks */
 #define OFFERS_WINDOW    1024 /* answers to offers weighed for whole reads */
+#define OFFERS_SLACK     16   /* refusals over kept ones still read whole */
 
 struct sched {
     struct sched_config cfg;
@@ -749,7 +750,7 @@ file_start(struct sched *s, struct sched_file *f)
          * take that work from the readers' threads. */
         uint32_t want = f->dest_mask & ~f->failed_mask;
         f->read_whole = want != 0 && (want & ~f->probe_mask) == 0 &&
-                        s->offers_refused <= s->offers_kept + 16;
+                        s->offers_refused <= s->offers_kept + OFFERS_SLACK;
         sched_readers_submit(&s->rd, f);
         return;
     }

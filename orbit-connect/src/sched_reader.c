@@ -349,7 +349,7 @@ read_file(struct reader_ctx *c, struct sched_file *f, struct sched_rmsg *end)
         snprintf(end->msg, sizeof end->msg, "changed while being read");
         goto out;
     }
-    struct chunk_id d = c->one_chunk ? c->only : (struct chunk_id){{0}};
+    struct chunk_id d = c->only;
     if (!c->one_chunk)
         rc = chunk_id_stream_final(c->digest, &d);
     if (rc == 0) {
@@ -487,9 +487,7 @@ sched_batch_cut(struct sched_readers *r, struct sched_batch *b)
         n++;
         off += cut;
     }
-    size_t tail = 0;
-    chunker_finish(r->cut_ch, &tail);
-    if (rc != 0) {
+    if (rc != 0) { /* the next cut starts with chunker_reset() */
         free(k);
         return rc;
     }

@@ -56,6 +56,7 @@ struct star_store {
     struct stage_set files_paths;      /* SHA-256 of their paths */
     uint64_t files_since_ms; /* first flush check since queued, or 0 */
     uint64_t trimmed_ms;     /* last starmap_trim() */
+    int statmfd;             /* /proc/self/statm, -1 without /proc */
     int files_err;           /* latest failed records commit */
     bool pool_dirty;
     bool staging_dir_dirty;
@@ -157,6 +158,7 @@ star_store_open(int rootfd, const char *root, uint64_t pack_max,
         return ORBIT_ENOMEM;
     st->rootfd = rootfd;
     st->orbitfd = st->stagingfd = st->lockfd = -1;
+    st->statmfd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     for (size_t i = 0; i < STAGE_CACHE; i++)
         st->stage[i].fd = -1;
     int rc = open_subdir(rootfd, ".orbit", &st->orbitfd);
@@ -206,6 +208,8 @@ star_store_close(struct star_store *st)
         close(st->orbitfd);
     if (st->lockfd >= 0)
         close(st->lockfd);
+    if (st->statmfd >= 0)
+        close(st->statmfd);
     free(st);
 }
 
@@ -437,14 +441,11 @@ star_store_files_flush(struct star_store *st, uint64_t now_ms)
 /* This process's resident file-backed pages (the index's mapping, the
  * program and its libraries), in bytes; 0 when unknown. */
 static uint64_t
-mapped_rss(void)
+mapped_rss(const struct star_store *st)
 {
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
     char buf[128];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    ssize_t n =
+        st->statmfd >= 0 ? pread(st->statmfd, buf, sizeof buf - 1, 0) : -1;
     if (n <= 0)
         return 0;
     buf[n] = 0;
@@ -458,7 +459,7 @@ bool
 star_store_trim(struct star_store *st, uint64_t now_ms)
 {
     if (now_ms - st->trimmed_ms < STORE_TRIM_MS &&
-        mapped_rss() < STORE_TRIM_RSS)
+        mapped_rss(st) < STORE_TRIM_RSS)
         return false;
     st->trimmed_ms = now_ms;
     starmap_trim(st->sm, NULL); /* only RSS is at stake: errors ignored */

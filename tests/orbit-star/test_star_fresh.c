@@ -207,8 +207,11 @@ copy_log(const char *to)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* A second index in dir/sub whose log is the saved one (moved to `to`,
+ * 400 bytes), opened (so replayed) into *f. */
 static struct starmap *
-open_second(const char *sub, int *fd)
+open_second(const char *sub, const char *log, char *to, int *fd,
+            struct star_fresh **f)
 {
     char p[400];
     snprintf(p, sizeof p, "%s/%s", dir, sub);
@@ -218,6 +221,9 @@ open_second(const char *sub, int *fd)
     snprintf(p, sizeof p, "%s/%s/starmap", dir, sub);
     struct starmap *m = NULL;
     cr_assert_eq(starmap_open(p, NULL, &m), 0);
+    snprintf(to, 400, "%s/%s/index.log", dir, sub);
+    cr_assert_eq(rename(log, to), 0);
+    cr_assert_eq(star_fresh_open(*fd, m, f), 0);
     return m;
 }
 
@@ -232,11 +238,8 @@ Test(star_fresh, a_crash_is_recovered_by_replaying_the_log)
     cr_assert_eq(star_fresh_close(f), 0);
 
     int fd2;
-    struct starmap *m2 = open_second("b", &fd2);
     char to[400];
-    snprintf(to, sizeof to, "%s/b/index.log", dir);
-    cr_assert_eq(rename(p, to), 0);
-    cr_assert_eq(star_fresh_open(fd2, m2, &f), 0);
+    struct starmap *m2 = open_second("b", p, to, &fd2, &f);
     cr_assert_eq(star_fresh_count(f), 0, "replayed, merged, emptied");
     for (unsigned i = 0; i < 1000; i++)
         cr_assert(in_lmdb(m2, i), "entry %u lost", i);
@@ -263,11 +266,8 @@ Test(star_fresh, a_torn_tail_is_cut_and_the_records_before_it_kept)
     cr_assert_eq(truncate(p, full - 3), 0);
 
     int fd2;
-    struct starmap *m2 = open_second("c", &fd2);
     char to[400];
-    snprintf(to, sizeof to, "%s/c/index.log", dir);
-    cr_assert_eq(rename(p, to), 0);
-    cr_assert_eq(star_fresh_open(fd2, m2, &f), 0);
+    struct starmap *m2 = open_second("c", p, to, &fd2, &f);
     for (unsigned i = 0; i < 20; i++)
         cr_assert(in_lmdb(m2, i), "entry %u lost", i);
     cr_assert(!in_lmdb(m2, 20), "a torn record was indexed");
@@ -302,11 +302,8 @@ Test(star_fresh, a_corrupt_record_ends_the_replay)
     close(fd);
 
     int fd2;
-    struct starmap *m2 = open_second("d", &fd2);
     char to[400];
-    snprintf(to, sizeof to, "%s/d/index.log", dir);
-    cr_assert_eq(rename(p, to), 0);
-    cr_assert_eq(star_fresh_open(fd2, m2, &f), 0);
+    struct starmap *m2 = open_second("d", p, to, &fd2, &f);
     for (unsigned i = 0; i < 10; i++)
         cr_assert(in_lmdb(m2, i));
     for (unsigned i = 10; i < 20; i++)
@@ -440,11 +437,8 @@ Test(star_fresh, a_record_with_an_impossible_length_ends_the_replay)
     close(fd);
 
     int fd2;
-    struct starmap *m2 = open_second("e", &fd2);
     char to[400];
-    snprintf(to, sizeof to, "%s/e/index.log", dir);
-    cr_assert_eq(rename(p, to), 0);
-    cr_assert_eq(star_fresh_open(fd2, m2, &f), 0);
+    struct starmap *m2 = open_second("e", p, to, &fd2, &f);
     for (unsigned i = 0; i < 6; i++)
         cr_assert(in_lmdb(m2, i), "entry %u lost", i);
     for (unsigned i = 6; i < 10; i++)

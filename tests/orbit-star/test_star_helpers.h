@@ -348,6 +348,22 @@ tc_commit_msg(struct wire_msg *m, uint32_t rid, const struct tc_file *f,
     m->u.commit.chunks = refs;
 }
 
+/* COMMIT f whole and expect COMMIT_OK (with the star's message if not). */
+TS_UNUSED static void
+tc_commit_ok(int fd, uint32_t rid, const struct tc_file *f)
+{
+    struct wire_chunk_ref *refs = calloc(f->ncuts ? f->ncuts : 1, sizeof *refs);
+    cr_assert_not_null(refs);
+    struct wire_msg m, r;
+    uint8_t *buf = NULL;
+    tc_commit_msg(&m, rid, f, refs);
+    uint8_t t = tc_call(fd, &m, &r, &buf);
+    cr_assert_eq(t, WIRE_COMMIT_OK, "COMMIT %s: %s", f->path,
+                 t == WIRE_ERROR ? r.u.error.message : "");
+    free(buf);
+    free(refs);
+}
+
 TS_UNUSED static void
 ts_fill(uint8_t *p, size_t n, uint32_t seed)
 {
